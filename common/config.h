@@ -139,6 +139,9 @@ void config_dump(const struct config *c, FILE *out);
 /* Release a config and everything it owns. NULL is fine. */
 void config_free(struct config *c);
 
+/* "55": the inih version built in. */
+const char *config_library_version(void);
+
 /* Value parsers shared with tests. Each returns 0 and stores the value, or
  * -1 on a malformed or out-of-range string. */
 int config_parse_duration(const char *s, int64_t *ms);  /* 250ms 10s 5m 1h; bare number = seconds */
