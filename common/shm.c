@@ -1,1 +1,152 @@
-/* stub: being written */
+/* Shared memory: one memfd laid out as [header | pad to a page | conns rows].
+ * The header is written once by shm_create and only read afterwards; every
+ * count is touched with relaxed __atomic ops, each row by one writer (its
+ * slot's worker, or the master once that worker is dead). Every accessor
+ * bounds-checks slot and id against the header, so a bad index is a no-op. */
+#include "common/shm.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SHM_PAGE 4096u
+
+/* Rows start on a page so later header versions can grow in place. */
+static uint64_t shm_conns_offset(void)
+{
+    return (sizeof(struct shm_header) + SHM_PAGE - 1) / SHM_PAGE * SHM_PAGE;
+}
+
+static uint64_t shm_size_for(uint64_t conns_off, uint32_t slots, uint32_t servers)
+{
+    return conns_off + (uint64_t)slots * servers * sizeof(uint32_t);
+}
+
+static void *shm_mmap(int fd, uint64_t size, int prot)
+{
+    void *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void shm_bind(struct shm *s, int fd, struct shm_header *h)
+{
+    s->fd = fd;
+    s->hdr = h;
+    s->conns = (uint32_t *)((char *)h + h->conns_off);
+}
+
+static int shm_fail(int fd)
+{
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+int shm_create(struct shm *s)
+{
+    /* No MFD_CLOEXEC: on binary upgrade the master execs the new binary and
+     * hands it this fd by number, so it must stay open across exec. Workers
+     * never exec, and the master execs nothing else. */
+    int fd = memfd_create("portico", 0);
+    if (fd < 0) return -1;
+    uint64_t off = shm_conns_offset();
+    uint64_t size = shm_size_for(off, SHM_MAX_SLOTS, SHM_MAX_SERVERS);
+    if (ftruncate(fd, (off_t)size) < 0) return shm_fail(fd);
+    struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
+    if (!h) return shm_fail(fd);
+    h->magic = SHM_MAGIC;
+    h->version = SHM_VERSION;
+    h->max_slots = SHM_MAX_SLOTS;
+    h->max_servers = SHM_MAX_SERVERS;
+    h->size = size;
+    h->conns_off = off;
+    shm_bind(s, fd, h);
+    return 0;
+}
+
+/* A region is ours when its header describes exactly the file we were given. */
+static int shm_header_ok(const struct shm_header *h, uint64_t file_size)
+{
+    if (h->magic != SHM_MAGIC || h->version != SHM_VERSION) return 0;
+    if (h->size != file_size) return 0;
+    if (h->conns_off < sizeof *h || h->conns_off % sizeof(uint32_t)) return 0;
+    if (h->max_slots == 0 || h->max_servers == 0) return 0;
+    return shm_size_for(h->conns_off, h->max_slots, h->max_servers) <= h->size;
+}
+
+/* FD stays the caller's on failure; on success the shm owns it. */
+int shm_attach(struct shm *s, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    if (st.st_size < (off_t)sizeof(struct shm_header)) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
+    if (!h) return -1;
+    if (!shm_header_ok(h, size)) {
+        munmap(h, size);
+        errno = EINVAL;
+        return -1;
+    }
+    shm_bind(s, fd, h);
+    return 0;
+}
+
+/* Unmaps and closes the fd, whether created or attached. */
+void shm_detach(struct shm *s)
+{
+    if (s->hdr) munmap(s->hdr, s->hdr->size);
+    if (s->fd >= 0) close(s->fd);
+    s->hdr = NULL;
+    s->conns = NULL;
+    s->fd = -1;
+}
+
+static uint32_t *shm_cell(const struct shm *s, unsigned slot, unsigned id)
+{
+    const struct shm_header *h = s->hdr;
+    if (!h || slot >= h->max_slots || id >= h->max_servers) return NULL;
+    return &s->conns[(size_t)slot * h->max_servers + id];
+}
+
+/* Sums every slot, used or not: the header keeps no count of live slots.
+ * That touches one page per row (512 KiB for the first 1024 ids), once. */
+uint32_t shm_server_active(const struct shm *s, unsigned id)
+{
+    if (!s->hdr || id >= s->hdr->max_servers) return 0;
+    uint64_t sum = 0;
+    for (unsigned slot = 0; slot < s->hdr->max_slots; slot++)
+        sum += __atomic_load_n(shm_cell(s, slot, id), __ATOMIC_RELAXED);
+    return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+}
+
+void shm_conn_inc(struct shm *s, unsigned slot, unsigned id)
+{
+    uint32_t *c = shm_cell(s, slot, id);
+    if (c) __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+/* A dec after shm_slot_clear (a respawned slot whose predecessor's
+ * connections were already forgotten) must not wrap to 4 billion. */
+void shm_conn_dec(struct shm *s, unsigned slot, unsigned id)
+{
+    uint32_t *c = shm_cell(s, slot, id);
+    if (!c) return;
+    uint32_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    while (v > 0 &&
+           !__atomic_compare_exchange_n(c, &v, v - 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+void shm_slot_clear(struct shm *s, unsigned slot)
+{
+    if (!s->hdr || slot >= s->hdr->max_slots) return;
+    for (unsigned id = 0; id < s->hdr->max_servers; id++)
+        __atomic_store_n(shm_cell(s, slot, id), 0, __ATOMIC_RELAXED);
+}
