@@ -1,1 +1,337 @@
-/* stub: being written */
+/* Worker lifecycle seen from the master: fork, channel, reap, respawn. A
+ * dead worker of the current generation is replaced at once; only a slot
+ * whose workers keep dying within SPAWN_QUICK_MS of their start waits,
+ * doubling from 100 ms to SPAWN_BACKOFF_MAX_MS, so a crash loop costs
+ * little CPU. The forked child is set up here and enters worker_main. */
+#include "master/spawn.h"
+
+#include "common/config.h"
+#include "common/log.h"
+#include "master/master.h"
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct worker_proc *find_pid(struct master *m, pid_t pid)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (m->procs[i].pid == pid) return &m->procs[i];
+    return NULL;
+}
+
+static struct worker_proc *proc_add(struct master *m)
+{
+    if (m->nprocs == m->cap) {
+        unsigned cap = m->cap ? m->cap * 2 : 16;
+        struct worker_proc *p = realloc(m->procs, cap * sizeof *p);
+        if (!p) return NULL;
+        m->procs = p;
+        m->cap = cap;
+    }
+    struct worker_proc *p = &m->procs[m->nprocs++];
+    memset(p, 0, sizeof *p);
+    p->channel = -1;
+    return p;
+}
+
+static void channel_close(struct master *m, struct worker_proc *p)
+{
+    if (p->channel < 0) return;
+    /* Explicit DEL: a fork in progress may still hold a copy of this fd. */
+    epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->channel, NULL);
+    close(p->channel);
+    p->channel = -1;
+}
+
+static void proc_remove(struct master *m, struct worker_proc *p)
+{
+    channel_close(m, p);
+    *p = m->procs[--m->nprocs];
+}
+
+static void schedule(struct master *m, unsigned slot, int64_t delay)
+{
+    m->slots[slot].pending = true;
+    m->slots[slot].respawn_at = master_now() + delay;
+}
+
+/* Fail loudly: a worker must never serve traffic as root by accident. */
+static void child_drop_privileges(const struct master *m)
+{
+    if (!m->drop_privileges) return;
+    const char *user = m->cfg->user;
+    if (initgroups(user, m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0) {
+        log_error("cannot switch to user %s: %s", user, strerror(errno));
+        _exit(2);
+    }
+    if (setuid(0) == 0) {
+        log_error("user %s: privileges could be regained, refusing to run", user);
+        _exit(2);
+    }
+}
+
+/* The child keeps only what a worker needs: its channel end, its slot's
+ * listening sockets, the logs and the shared memory. */
+static void __attribute__((noreturn)) child_run(struct master *m, unsigned slot, int chan)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (m->procs[i].channel >= 0) close(m->procs[i].channel);
+    close(m->sigfd);
+    close(m->epfd);
+    signal(SIGPIPE, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+    log_set_slot((int)slot);
+
+    unsigned cap = listen_count(m->cfg);
+    struct worker_listen *wl = calloc(cap ? cap : 1, sizeof *wl);
+    int n = wl ? listen_for_slot(&m->listens, m->cfg, slot, wl) : -1;
+    if (n < 0) {
+        log_error("worker %u: no listening sockets for this slot", slot);
+        _exit(2);
+    }
+    listen_close_except(&m->listens, wl, (unsigned)n);
+    child_drop_privileges(m);
+
+    struct worker_args a = {
+        .cfg = m->cfg,
+        .shm = &m->shm,
+        .slot = slot,
+        .listens = wl,
+        .nlistens = (unsigned)n,
+        .channel = chan,
+    };
+    _exit(worker_main(&a));
+}
+
+int spawn_worker(struct master *m, unsigned slot, unsigned gen)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        log_error("worker %u: socketpair: %s", slot, strerror(errno));
+        return -1;
+    }
+    struct worker_proc *p = proc_add(m);
+    if (!p) {
+        log_error("worker %u: out of memory", slot);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        m->nprocs--; /* the entry being filled is not a sibling */
+        close(sv[0]);
+        child_run(m, slot, sv[1]);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        log_error("worker %u: fork: %s", slot, strerror(errno));
+        close(sv[0]);
+        m->nprocs--;
+        return -1;
+    }
+    *p = (struct worker_proc){
+        .pid = pid, .slot = slot, .generation = gen, .channel = sv[0], .started = master_now()};
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = sv[0]};
+    if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0)
+        log_error("worker %u: epoll_ctl: %s", slot, strerror(errno));
+    log_debug("worker %u started, pid %d, generation %u", slot, (int)pid, gen);
+    return 0;
+}
+
+unsigned spawn_generation(struct master *m, unsigned gen)
+{
+    unsigned n = 0;
+    for (unsigned slot = 0; slot < m->cfg->workers; slot++) {
+        m->slots[slot].pending = false;
+        if (spawn_worker(m, slot, gen) == 0)
+            n++;
+        else
+            schedule(m, slot, SPAWN_BACKOFF_MAX_MS);
+    }
+    return n;
+}
+
+void spawn_drain(struct master *m, unsigned gen)
+{
+    static const char msg = WORKER_MSG_QUIT;
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct worker_proc *p = &m->procs[i];
+        if (gen != SPAWN_ALL_GENERATIONS && p->generation != gen) continue;
+        if (p->draining) continue;
+        p->draining = true;
+        if (p->channel < 0 || send(p->channel, &msg, 1, MSG_NOSIGNAL) != 1) kill(p->pid, SIGTERM);
+    }
+}
+
+void spawn_kill_all(struct master *m, int sig)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        kill(m->procs[i].pid, sig);
+}
+
+/* An exit during shutdown or drain is expected and logged quietly. */
+static void log_death(const struct master *m, const struct worker_proc *p, int status)
+{
+    bool expected = m->state != MASTER_RUNNING || p->draining;
+    if (WIFEXITED(status)) {
+        int code = WEXITSTATUS(status);
+        int level = expected && code == 0 ? LL_INFO : code == 0 ? LL_WARN : LL_ERROR;
+        log_msg(level, "worker %u (pid %d) exited with status %d", p->slot, (int)p->pid, code);
+        return;
+    }
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    const char *name = sigabbrev_np(sig);
+    int level = expected && (sig == SIGTERM || sig == SIGKILL) ? LL_INFO : LL_ERROR;
+    log_msg(level, "worker %u (pid %d) killed by signal %d (SIG%s)%s", p->slot, (int)p->pid, sig,
+            name ? name : "?", WCOREDUMP(status) ? ", core dumped" : "");
+}
+
+/* Another live worker may share the slot (an old generation draining next
+ * to its successor); its counts are live, so only a sole owner is cleared. */
+static bool slot_shared(const struct master *m, const struct worker_proc *dead)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (&m->procs[i] != dead && m->procs[i].slot == dead->slot) return true;
+    return false;
+}
+
+static int64_t backoff_ms(unsigned quick_deaths)
+{
+    if (quick_deaths <= 1) return 0;
+    int64_t d = 100;
+    for (unsigned i = 2; i < quick_deaths && d < SPAWN_BACKOFF_MAX_MS; i++)
+        d *= 2;
+    return d < SPAWN_BACKOFF_MAX_MS ? d : SPAWN_BACKOFF_MAX_MS;
+}
+
+static void replace(struct master *m, const struct worker_proc *p, int64_t now)
+{
+    if (m->state != MASTER_RUNNING || p->draining || p->generation != m->generation) return;
+    if (p->slot >= m->cfg->workers) return;
+    struct slot_state *s = &m->slots[p->slot];
+    s->quick_deaths = now - p->started < SPAWN_QUICK_MS ? s->quick_deaths + 1 : 0;
+    int64_t delay = backoff_ms(s->quick_deaths);
+    if (delay > 0)
+        log_warn(
+            "worker %u died %u times in a row within %d ms of its start, respawning in %lld ms",
+            p->slot, s->quick_deaths, SPAWN_QUICK_MS, (long long)delay);
+    schedule(m, p->slot, delay);
+}
+
+void spawn_reap(struct master *m)
+{
+    int64_t now = master_now();
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) break;
+        struct worker_proc *p = find_pid(m, pid);
+        if (!p) {
+            log_debug("reaped unknown child %d", (int)pid);
+            continue;
+        }
+        log_death(m, p, status);
+        if (m->shm_ok && !slot_shared(m, p)) shm_slot_clear(&m->shm, p->slot);
+        replace(m, p, now);
+        proc_remove(m, p);
+    }
+}
+
+static struct worker_proc *find_channel(struct master *m, int fd)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (m->procs[i].channel == fd) return &m->procs[i];
+    return NULL;
+}
+
+static void channel_byte(struct worker_proc *p, char c)
+{
+    if (c == WORKER_MSG_READY && !p->ready) {
+        p->ready = true;
+        log_info("worker %u ready (pid %d)", p->slot, (int)p->pid);
+    } else if (c != WORKER_MSG_READY) {
+        log_debug("worker %u: unknown channel byte 0x%02x", p->slot, (unsigned char)c);
+    }
+}
+
+void spawn_channel_event(struct master *m, int fd)
+{
+    struct worker_proc *p = find_channel(m, fd);
+    if (!p) {
+        epoll_ctl(m->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return;
+    }
+    char buf[64];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                channel_byte(p, buf[i]);
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        /* EOF or reset: the worker is exiting; SIGCHLD does the rest. */
+        log_debug("worker %u (pid %d) closed its channel", p->slot, (int)p->pid);
+        channel_close(m, p);
+        return;
+    }
+}
+
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
+static int64_t respawn_due(struct master *m, int64_t now)
+{
+    int64_t next = -1;
+    if (m->state != MASTER_RUNNING) return -1;
+    for (unsigned slot = 0; slot < m->cfg->workers; slot++) {
+        struct slot_state *s = &m->slots[slot];
+        if (!s->pending) continue;
+        if (s->respawn_at > now) {
+            next = earliest(next, s->respawn_at - now);
+            continue;
+        }
+        s->pending = false;
+        if (spawn_worker(m, slot, m->generation) < 0) {
+            schedule(m, slot, SPAWN_BACKOFF_MAX_MS);
+            next = earliest(next, SPAWN_BACKOFF_MAX_MS);
+        }
+    }
+    return next;
+}
+
+static int64_t ready_check(struct master *m, int64_t now)
+{
+    int64_t next = -1;
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct worker_proc *p = &m->procs[i];
+        if (p->ready || p->warned_slow || p->draining) continue;
+        int64_t left = p->started + SPAWN_READY_WARN_MS - now;
+        if (left > 0) {
+            next = earliest(next, left);
+            continue;
+        }
+        p->warned_slow = true;
+        log_warn("worker %u (pid %d) not ready after %d ms", p->slot, (int)p->pid,
+                 SPAWN_READY_WARN_MS);
+    }
+    return next;
+}
+
+int spawn_tick(struct master *m, int64_t now)
+{
+    int64_t next = earliest(respawn_due(m, now), ready_check(m, now));
+    return next < 0 ? -1 : next > 60000 ? 60000 : (int)next;
+}

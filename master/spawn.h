@@ -1,0 +1,43 @@
+/* Worker processes: fork a generation, talk over the channels, reap, and
+ * respawn dead workers at once (backing off only on crash loops). */
+#ifndef PORTICO_SPAWN_H
+#define PORTICO_SPAWN_H
+
+#include <stdint.h>
+
+struct master;
+struct worker_proc;
+
+#define SPAWN_QUICK_MS 1000       /* a death this soon after start counts as "quick" */
+#define SPAWN_BACKOFF_MAX_MS 5000 /* longest pause between two quick respawns */
+#define SPAWN_READY_WARN_MS 5000  /* a worker not READY by then is reported once */
+#define SPAWN_ALL_GENERATIONS (~0u)
+
+/* Fork one worker for SLOT of generation GEN running m->cfg, and register
+ * its channel with m->epfd. Returns 0, or -1 when fork or socketpair failed
+ * (logged; the caller schedules a retry). Never returns in the child. */
+int spawn_worker(struct master *m, unsigned slot, unsigned gen);
+
+/* Fork all m->cfg->workers slots as generation GEN. Slots whose fork failed
+ * are scheduled for a retry. Returns the number forked. */
+unsigned spawn_generation(struct master *m, unsigned gen);
+
+/* Tell every worker of GEN (or SPAWN_ALL_GENERATIONS) to drain: finish in-
+ * flight work and exit. A worker whose channel is gone gets SIGTERM. */
+void spawn_drain(struct master *m, unsigned gen);
+
+/* Send SIG to every live worker. */
+void spawn_kill_all(struct master *m, int sig);
+
+/* Reap every exited worker: log how it died, release its slot's shared
+ * state, schedule its replacement when the master is running. */
+void spawn_reap(struct master *m);
+
+/* Read what a worker sent on channel FD (READY; EOF). */
+void spawn_channel_event(struct master *m, int fd);
+
+/* Fork the replacements whose time has come and report workers slow to get
+ * ready. Returns the milliseconds until the next thing to do, or -1. */
+int spawn_tick(struct master *m, int64_t now);
+
+#endif
