@@ -168,6 +168,7 @@ int log_access_open(const char *path)
 {
     if (!path) return 0;
     if (strcmp(path, "stdout") == 0) {
+        if (alog.fd > 2) close(alog.fd);
         alog.fd = 1;
         alog.to_stdout = 1;
         alog.path[0] = '\0';
