@@ -1,1 +1,629 @@
-/* stub: being written */
+/* Client connections: the state machine IDLE -> HEAD -> (PROXY | RESPOND)
+ * -> IDLE or LINGER -> CLOSED. Every transition goes through conn_set_state.
+ * A connection holds a buffer and an exchange only while a request is in
+ * progress; idle keep-alive connections hold neither. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/net.h"
+#include "common/str.h"
+#include "worker/core.h"
+#include "worker/route.h"
+
+#define LINGER_MS 2000
+
+const char *conn_state_str(enum conn_state s)
+{
+    static const char *const names[] = {"idle", "head", "proxy", "respond", "linger", "closed"};
+    return s <= CONN_CLOSED ? names[s] : "?";
+}
+
+void conn_set_state(struct conn *c, enum conn_state s)
+{
+    c->state = (uint8_t)s;
+}
+
+enum io_result out_write(int fd, struct out *o, bool *can_write)
+{
+    while (o->i < o->n) {
+        ssize_t n = writev(fd, o->iov + o->i, o->n - o->i);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                *can_write = false;
+                return IO_AGAIN;
+            }
+            return IO_ERROR;
+        }
+        size_t left = (size_t)n;
+        while (o->i < o->n && left >= o->iov[o->i].iov_len)
+            left -= o->iov[o->i++].iov_len;
+        if (o->i < o->n) {
+            o->iov[o->i].iov_base = (char *)o->iov[o->i].iov_base + left;
+            o->iov[o->i].iov_len -= left;
+            /* A short write means the socket buffer is full: don't try again now. */
+            *can_write = false;
+            return IO_AGAIN;
+        }
+    }
+    return IO_OK;
+}
+
+static void conn_release_request(struct worker *w, struct conn *c)
+{
+    if (c->x) {
+        worker_exchange_put(w, c->x);
+        c->x = NULL;
+    }
+}
+
+static void conn_free_buffers(struct worker *w, struct conn *c)
+{
+    conn_release_request(w, c);
+    worker_buf_put(w, &c->in);
+}
+
+void conn_close(struct worker *w, struct conn *c, const char *reason)
+{
+    if (c->state == CONN_CLOSED) return;
+    log_debug("close client connection fd=%d state=%s: %s", c->fd, conn_state_str(c->state),
+              reason);
+    if (c->x && c->x->u) proxy_abort(w, c->x, reason);
+    conn_free_buffers(w, c);
+    timer_cancel(&w->timers, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    conn_set_state(c, CONN_CLOSED);
+    if (c->live_prev)
+        c->live_prev->live_next = c->live_next;
+    else
+        w->live = c->live_next;
+    if (c->live_next) c->live_next->live_prev = c->live_prev;
+    c->next = w->dead_conns;
+    w->dead_conns = c;
+    w->nconns--;
+    worker_accept_resume(w);
+}
+
+/* Close gracefully: stop writing, read what the client still sends until it
+ * closes, so a pending request does not turn our response into an RST. */
+static void conn_linger(struct worker *w, struct conn *c)
+{
+    conn_free_buffers(w, c);
+    shutdown(c->fd, SHUT_WR);
+    conn_set_state(c, CONN_LINGER);
+    timer_arm(&w->timers, &c->timer, w->now + LINGER_MS);
+}
+
+static void linger_read(struct worker *w, struct conn *c)
+{
+    char sink[4096];
+    while (c->can_read) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n > 0) continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+            c->can_read = false;
+            return;
+        }
+        conn_close(w, c, n == 0 ? "closed after response" : "read error while lingering");
+        return;
+    }
+}
+
+static void conn_idle(struct worker *w, struct conn *c)
+{
+    conn_free_buffers(w, c);
+    conn_set_state(c, CONN_IDLE);
+    c->had_bytes = false;
+    timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->idle_timeout);
+}
+
+/* ---- request head ---- */
+
+static void request_id(struct worker *w, struct exchange *x)
+{
+    const struct http1_msg *m = &x->req;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (!str_ieqn(m->base + h->name, h->name_len, "x-request-id", 12)) continue;
+        const char *v = m->base + h->value;
+        bool ok = h->value_len >= 1 && h->value_len < sizeof(x->rid);
+        for (uint32_t k = 0; ok && k < h->value_len; k++) {
+            char ch = v[k];
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '+' || ch == '/' ||
+                 ch == '=';
+        }
+        if (ok) {
+            memcpy(x->rid, v, h->value_len);
+            x->rid_len = (uint8_t)h->value_len;
+            return;
+        }
+        break;
+    }
+    /* splitmix64 over a per-worker random seed and a counter: unique, unguessable enough
+     * for correlation, no syscall. */
+    uint64_t z[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t v = w->rid_seed + (++w->rid_counter) * 0x9e3779b97f4a7c15ULL;
+        v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
+        z[k] = v ^ (v >> 31);
+    }
+    x->rid_len = (uint8_t)snprintf(x->rid, sizeof(x->rid), "%016llx%016llx",
+                                   (unsigned long long)z[0], (unsigned long long)z[1]);
+}
+
+void conn_respond(struct worker *w, struct conn *c, int status, const char *extra_headers,
+                  const char *body, size_t body_len)
+{
+    struct exchange *x = c->x;
+    if (!x->resphead) x->resphead = worker_buf_get(w);
+    if (!x->resphead) {
+        conn_close(w, c, "out of buffers");
+        return;
+    }
+    /* A request whose body we did not read cannot be followed by another. */
+    if ((x->req.flags & H1_HEAD_DONE) && !(x->req.flags & H1_MSG_DONE)) c->close_after = true;
+    if (!(x->req.flags & H1_HEAD_DONE) || !x->client_keepalive) c->close_after = true;
+    char extra[2400];
+    if (!c->close_after && x->req.minor == 0) {
+        /* An HTTP/1.0 client keeps the connection only when told so. */
+        snprintf(extra, sizeof(extra), "Connection: keep-alive\r\n%s",
+                 extra_headers ? extra_headers : "");
+        extra_headers = extra;
+    }
+    size_t len = respond_build(w, x->resphead, status, x->rid, x->rid_len, c->close_after,
+                               extra_headers, body, body_len, x->head_request);
+    x->status = (uint16_t)status;
+    x->resp_bytes = body_len;
+    out_reset(&x->cl_out);
+    out_add(&x->cl_out, x->resphead->data, len);
+    conn_set_state(c, CONN_RESPOND);
+    timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->send_timeout);
+}
+
+static void conn_error(struct worker *w, struct conn *c, int status, const char *why)
+{
+    struct exchange *x = c->x;
+    if (!x->rid_len) request_id(w, x);
+    log_info("%d for client request: %s", status, why);
+    char body[160];
+    int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %.*s\n", status,
+                     respond_reason(status), (int)x->rid_len, x->rid);
+    c->close_after = c->close_after || status == 400 || status == 408 || status == 413 ||
+                     status == 414 || status == 431 || status == 505;
+    conn_respond(w, c, status, NULL, body, (size_t)n);
+}
+
+void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
+{
+    struct exchange *x = c->x;
+    access_log_exchange(w, x);
+    c->nrequests++;
+    if (!keepalive || c->close_after || w->draining) {
+        conn_linger(w, c);
+        return;
+    }
+    conn_release_request(w, c);
+    struct buf *in = c->in;
+    if (in && in->lo < in->hi) {
+        /* Pipelined bytes: move them to the front so the next head has room. */
+        memmove(in->data, in->data + in->lo, in->hi - in->lo);
+        in->hi -= in->lo;
+        in->lo = 0;
+        conn_set_state(c, CONN_HEAD);
+        c->had_bytes = true;
+        timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+        c->can_read = true; /* parse first; a read that finds nothing is harmless */
+        return;
+    }
+    conn_idle(w, c);
+    c->can_read = true; /* edge-triggered: bytes may have come while we were busy */
+}
+
+/* Host of the request: the authority of an absolute-form target, else the
+ * Host header (exactly one for HTTP/1.1). Port stripped; validated. */
+static int request_host(struct exchange *x, struct slice *host, struct slice *path)
+{
+    const struct http1_msg *m = &x->req;
+    const char *t = m->base + m->target;
+    size_t tn = m->target_len;
+    struct slice hdr = {NULL, 0};
+    int hosts = 0;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (str_ieqn(m->base + h->name, h->name_len, "host", 4)) {
+            hosts++;
+            hdr = str_trim(m->base + h->value, h->value_len);
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && m->minor >= 1)) return -1;
+    *path = (struct slice){t, tn};
+    if (tn >= 7 && (str_ieqn(t, 7, "http://", 7) || (tn >= 8 && str_ieqn(t, 8, "https://", 8)))) {
+        size_t s = t[4] == ':' ? 7 : 8;
+        size_t e = s;
+        while (e < tn && t[e] != '/' && t[e] != '?')
+            e++;
+        hdr = (struct slice){t + s, e - s};
+        *path = (struct slice){t + e, tn - e};
+        if (path->n == 0 || path->p[0] == '?') return -2; /* rewritten as "/" by proxy */
+    } else if (!(tn >= 1 && t[0] == '/') && !(tn == 1 && t[0] == '*')) {
+        return -1;
+    }
+    /* reg-name or IP literal, optional port; no userinfo, no spaces. */
+    size_t n = hdr.n;
+    for (size_t i = 0; i < n; i++) {
+        char ch = hdr.p[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == ':' || ch == '[' ||
+                  ch == ']' || ch == '_';
+        if (!ok) return -1;
+    }
+    size_t hn = n;
+    if (n && hdr.p[0] == '[') {
+        const char *rb = memchr(hdr.p, ']', n);
+        if (!rb) return -1;
+        hn = (size_t)(rb - hdr.p) + 1;
+    } else {
+        const char *colon = memchr(hdr.p, ':', n);
+        if (colon) hn = (size_t)(colon - hdr.p);
+    }
+    while (hn && hdr.p[hn - 1] == '.')
+        hn--;
+    *host = (struct slice){hdr.p, hn};
+    return 0;
+}
+
+static bool path_has_dot_segment(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && p[i] != '?'; i++) {
+        if (p[i] != '/' || i + 1 >= n || p[i + 1] != '.') continue;
+        size_t j = i + 2;
+        if (j < n && p[j] == '.') j++;
+        if (j >= n || p[j] == '/' || p[j] == '?') return true;
+    }
+    return false;
+}
+
+static void keep_for_log(struct exchange *x, struct slice host)
+{
+    const struct http1_msg *m = &x->req;
+    x->log_req_len = (uint16_t)snprintf(x->log_req, sizeof(x->log_req), "%.*s %.*s HTTP/%d.%d",
+                                        (int)m->method_len, m->base + m->method, (int)m->target_len,
+                                        m->base + m->target, m->major, m->minor);
+    if (x->log_req_len >= sizeof(x->log_req)) x->log_req_len = sizeof(x->log_req) - 1;
+    struct slice ref = {"", 0}, ua = {"", 0};
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (str_ieqn(m->base + h->name, h->name_len, "referer", 7))
+            ref = (struct slice){m->base + h->value, h->value_len};
+        else if (str_ieqn(m->base + h->name, h->name_len, "user-agent", 10))
+            ua = (struct slice){m->base + h->value, h->value_len};
+    }
+    int n = snprintf(x->log_meta, sizeof(x->log_meta), "%.*s%c%.*s%c%.*s", (int)host.n, host.p, 0,
+                     (int)ref.n, ref.p, 0, (int)ua.n, ua.p);
+    x->log_meta_len = (uint16_t)(n < (int)sizeof(x->log_meta) ? n : (int)sizeof(x->log_meta) - 1);
+}
+
+static void expand_redirect(struct worker *w, struct conn *c, const struct conf_route *r,
+                            struct slice host)
+{
+    struct exchange *x = c->x;
+    char url[2048];
+    size_t o = 0;
+    const char *s = r->redirect_url;
+    while (*s && o < sizeof(url) - 1) {
+        struct slice v = {NULL, 0};
+        if (strncmp(s, "$host", 5) == 0) {
+            v = host;
+            s += 5;
+        } else if (strncmp(s, "$request_uri", 12) == 0) {
+            v = (struct slice){x->req.base + x->req.target, x->req.target_len};
+            s += 12;
+        } else if (strncmp(s, "$scheme", 7) == 0) {
+            v = (struct slice){"http", 4};
+            s += 7;
+        } else {
+            url[o++] = *s++;
+            continue;
+        }
+        size_t k = v.n < sizeof(url) - 1 - o ? v.n : sizeof(url) - 1 - o;
+        memcpy(url + o, v.p, k);
+        o += k;
+    }
+    url[o] = 0;
+    char hdr[2100];
+    snprintf(hdr, sizeof(hdr), "Location: %s\r\n", url);
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", (int)r->redirect_code,
+                     respond_reason((int)r->redirect_code));
+    conn_respond(w, c, (int)r->redirect_code, hdr, body, (size_t)n);
+}
+
+static void dispatch(struct worker *w, struct conn *c)
+{
+    struct exchange *x = c->x;
+    struct http1_msg *m = &x->req;
+    const struct conf_listener *l = c->wl->listener;
+    request_id(w, x);
+    x->start_ms = x->start_ms ? x->start_ms : w->now;
+    x->head_request = m->method_len == 4 && memcmp(m->base + m->method, "HEAD", 4) == 0;
+    x->client_keepalive = true;
+    if (m->minor == 0) {
+        /* HTTP/1.0: keep-alive only when asked for; llhttp already knows. */
+        x->client_keepalive = false;
+        for (uint16_t i = 0; i < m->nheaders; i++) {
+            const struct http1_header *h = &m->headers[i];
+            if (str_ieqn(m->base + h->name, h->name_len, "connection", 10) &&
+                str_list_has(m->base + h->value, h->value_len, "keep-alive"))
+                x->client_keepalive = true;
+        }
+    } else {
+        for (uint16_t i = 0; i < m->nheaders; i++) {
+            const struct http1_header *h = &m->headers[i];
+            if (str_ieqn(m->base + h->name, h->name_len, "connection", 10) &&
+                str_list_has(m->base + h->value, h->value_len, "close"))
+                x->client_keepalive = false;
+        }
+    }
+    if (c->nrequests + 1 >= l->max_requests) c->close_after = true;
+
+    struct slice host = {"", 0}, path;
+    int hr = request_host(x, &host, &path);
+    keep_for_log(x, host);
+    if (hr == -1) return conn_error(w, c, 400, "bad Host or request target");
+    if (path_has_dot_segment(path.p, path.n)) return conn_error(w, c, 400, "dot segment in path");
+    const char *q = memchr(path.p, '?', path.n);
+    size_t plen = q ? (size_t)(q - path.p) : path.n;
+    if (plen == 0) plen = 0; /* absolute-form without path: route as "/" */
+    const struct conf_route *r =
+        route_match(w->cfg, l->index, host.p, host.n, plen ? path.p : "/", plen ? plen : 1);
+    if (!r) return conn_error(w, c, 404, "no route");
+    x->route = r;
+    if (!route_method_allowed(r, m->base + m->method, m->method_len)) {
+        char hdr[600];
+        snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", r->allow);
+        char body[160];
+        int n = snprintf(body, sizeof(body), "405 Method Not Allowed\nrequest id: %.*s\n",
+                         (int)x->rid_len, x->rid);
+        return conn_respond(w, c, 405, hdr, body, (size_t)n);
+    }
+    int64_t limit = r->max_body_size >= 0 ? r->max_body_size : l->max_body_size;
+    if ((m->flags & H1_HAS_LENGTH) && m->content_length > (uint64_t)limit)
+        return conn_error(w, c, 413, "body larger than max_body_size");
+    m->body_limit = limit;
+    if (m->body_seen > (uint64_t)limit)
+        return conn_error(w, c, 413, "body larger than max_body_size");
+
+    switch (r->action) {
+    case ACTION_RETURN:
+        return conn_respond(w, c, (int)r->return_code, NULL, r->return_body ? r->return_body : "",
+                            r->return_body ? strlen(r->return_body) : 0);
+    case ACTION_REDIRECT:
+        return expand_redirect(w, c, r, host);
+    case ACTION_UPSTREAM:
+        conn_set_state(c, CONN_PROXY);
+        timer_cancel(&w->timers, &c->timer);
+        return proxy_start(w, x);
+    default:
+        return conn_error(w, c, 500, "route without action");
+    }
+}
+
+/* Parse what is buffered; on a complete head, dispatch. Returns true when
+ * the state changed (the caller runs the machine again). */
+static bool head_parse(struct worker *w, struct conn *c)
+{
+    struct buf *in = c->in;
+    struct exchange *x = c->x;
+    if (in->lo >= in->hi) return false;
+    uint32_t stop;
+    enum http1_result r = http1_execute(&x->req, in->data, in->lo, in->hi, &stop);
+    if (r == HTTP1_ERROR) {
+        conn_error(w, c, x->req.error, x->req.error_reason ? x->req.error_reason : "bad request");
+        return true;
+    }
+    in->lo = r == HTTP1_DONE ? stop : in->hi;
+    if (x->req.flags & H1_HEAD_DONE) {
+        dispatch(w, c);
+        return true;
+    }
+    size_t limit = c->wl->listener->max_header_size;
+    if (in->hi >= limit || in->hi >= in->cap) {
+        conn_error(w, c, (x->req.flags & H1_URL_DONE) ? 431 : 414, "request head too large");
+        return true;
+    }
+    return false;
+}
+
+static bool head_start(struct worker *w, struct conn *c)
+{
+    if (!c->in && !(c->in = worker_buf_get(w))) {
+        conn_close(w, c, "out of buffers");
+        return false;
+    }
+    if (!c->x) {
+        c->x = worker_exchange_get(w);
+        if (!c->x) {
+            conn_close(w, c, "out of memory");
+            return false;
+        }
+        c->x->c = c;
+        c->x->start_ms = 0;
+    }
+    return true;
+}
+
+/* Returns true when the state changed. */
+static bool head_read(struct worker *w, struct conn *c)
+{
+    if (!head_start(w, c)) return true;
+    if (c->state == CONN_HEAD && head_parse(w, c)) return true;
+    while (c->can_read) {
+        struct buf *in = c->in;
+        ssize_t n = read(c->fd, in->data + in->hi, in->cap - in->hi);
+        if (n > 0) {
+            if (c->state == CONN_IDLE) {
+                conn_set_state(c, CONN_HEAD);
+                timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+            }
+            if (!c->x->start_ms) c->x->start_ms = w->now;
+            c->had_bytes = true;
+            in->hi += (uint32_t)n;
+            if (head_parse(w, c)) return true;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+            c->can_read = false;
+            break;
+        }
+        conn_close(w, c, n == 0 ? "client closed" : "read error");
+        return true;
+    }
+    if (c->state == CONN_IDLE) conn_free_buffers(w, c); /* idle holds no buffers */
+    return false;
+}
+
+static bool respond_write(struct worker *w, struct conn *c)
+{
+    struct exchange *x = c->x;
+    enum io_result r = out_write(c->fd, &x->cl_out, &c->can_write);
+    if (r == IO_AGAIN) {
+        timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->send_timeout);
+        return false;
+    }
+    if (r == IO_ERROR) {
+        conn_close(w, c, "write error");
+        return true;
+    }
+    conn_exchange_done(w, c, !c->close_after);
+    return true;
+}
+
+static void conn_run(struct worker *w, struct conn *c)
+{
+    for (int guard = 0; guard < 1024; guard++) {
+        bool again = false;
+        switch ((enum conn_state)c->state) {
+        case CONN_IDLE:
+        case CONN_HEAD:
+            again = head_read(w, c);
+            break;
+        case CONN_RESPOND:
+            again = respond_write(w, c);
+            break;
+        case CONN_PROXY:
+            proxy_progress(w, c->x);
+            again = c->state != CONN_PROXY;
+            break;
+        case CONN_LINGER:
+            linger_read(w, c);
+            break;
+        case CONN_CLOSED:
+            break;
+        }
+        if (!again) return;
+    }
+}
+
+void conn_event(struct worker *w, struct conn *c, uint32_t events)
+{
+    if (c->state == CONN_CLOSED) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->can_read = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->can_write = true;
+    if ((events & EPOLLERR) && c->state != CONN_PROXY) {
+        conn_close(w, c, "socket error");
+        return;
+    }
+    conn_run(w, c);
+}
+
+void conn_timeout(struct worker *w, struct conn *c)
+{
+    switch ((enum conn_state)c->state) {
+    case CONN_HEAD:
+        if (c->had_bytes && c->x) {
+            conn_error(w, c, 408, "header_timeout");
+            conn_run(w, c);
+        } else {
+            conn_close(w, c, "header_timeout before any byte");
+        }
+        return;
+    case CONN_IDLE:
+        conn_close(w, c, c->nrequests ? "idle_timeout" : "header_timeout before any byte");
+        return;
+    case CONN_PROXY:
+        proxy_abort(w, c->x, "client timeout");
+        conn_close(w, c, "client body or send timeout");
+        return;
+    case CONN_RESPOND:
+        conn_close(w, c, "send_timeout");
+        return;
+    case CONN_LINGER:
+        conn_close(w, c, "linger timeout");
+        return;
+    case CONN_CLOSED:
+        return;
+    }
+}
+
+void conn_kick(struct worker *w, struct conn *c)
+{
+    if (c->state != CONN_CLOSED) conn_run(w, c);
+}
+
+void conn_drain(struct worker *w, struct conn *c)
+{
+    if (c->state == CONN_IDLE)
+        conn_close(w, c, "draining");
+    else
+        c->close_after = true;
+}
+
+void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
+                 const struct sockaddr *sa, socklen_t len)
+{
+    struct conn *c = w->free_conns;
+    if (c)
+        w->free_conns = c->next;
+    else
+        c = malloc(sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->ev.kind = EV_CLIENT;
+    c->fd = fd;
+    c->wl = wl;
+    if (len > sizeof(c->peer)) len = sizeof(c->peer);
+    memcpy(&c->peer, sa, len);
+    w->nconns++;
+    if (worker_epoll_add(w, fd, &c->ev) < 0) {
+        close(fd);
+        c->fd = -1;
+        conn_set_state(c, CONN_CLOSED);
+        c->next = w->dead_conns;
+        w->dead_conns = c;
+        w->nconns--;
+        return;
+    }
+    c->live_next = w->live;
+    if (w->live) w->live->live_prev = c;
+    w->live = c;
+    conn_set_state(c, CONN_IDLE);
+    /* The first request gets header_timeout, not idle_timeout. */
+    timer_arm(&w->timers, &c->timer, w->now + wl->listener->header_timeout);
+    c->can_read = true; /* the request often arrives with the handshake's last ACK */
+    c->can_write = true;
+    conn_run(w, c);
+}

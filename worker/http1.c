@@ -1,1 +1,263 @@
-/* stub: being written */
+/* llhttp glue. Strict parsing (no lenient flags): llhttp itself rejects
+ * CL+TE, duplicate or malformed Content-Length, a Transfer-Encoding other
+ * than a final chunked, bare LF/CR, obs-fold and control bytes. Callbacks
+ * only record offsets; the single pause point is the end of a message. */
+#include "worker/http1.h"
+
+#include <llhttp.h>
+#include <string.h>
+
+_Static_assert(sizeof(llhttp_t) == HTTP1_PARSER_SIZE, "HTTP1_PARSER_SIZE");
+#if LLHTTP_VERSION_MAJOR < 9 || (LLHTTP_VERSION_MAJOR == 9 && LLHTTP_VERSION_MINOR < 2) ||         \
+    (LLHTTP_VERSION_MAJOR == 9 && LLHTTP_VERSION_MINOR == 2 && LLHTTP_VERSION_PATCH < 1)
+#error "llhttp >= 9.2.1 is required (CVE-2024-27982)"
+#endif
+
+#define MSG(p) ((struct http1_msg *)(p)->data)
+#define OFF(m, at) ((uint32_t)((at) - (m)->base))
+
+static int fail(llhttp_t *p, int status, const char *why)
+{
+    MSG(p)->error = status;
+    MSG(p)->error_reason = why;
+    return HPE_USER;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct http1_msg *m = MSG(p);
+    m->nheaders = 0;
+    m->flags &= H1_SKIP_BODY | H1_BODY_STARTED;
+    m->method_len = m->target_len = m->reason_len = 0;
+    return 0;
+}
+
+/* Spans of one token may arrive in several calls, across executes; the
+ * buffer only grows while a head is incomplete, so they are contiguous. */
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    if (!m->method_len) m->method = OFF(m, at);
+    m->method_len += n;
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    if (!m->target_len) m->target = OFF(m, at);
+    m->target_len += n;
+    return 0;
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+    MSG(p)->flags |= H1_URL_DONE;
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    if (!m->reason_len) m->reason = OFF(m, at);
+    m->reason_len += n;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    m->flags |= H1_URL_DONE;
+    if (!(m->flags & H1_IN_FIELD)) {
+        if (m->nheaders >= m->max_headers)
+            return fail(p, p->type == HTTP_REQUEST ? 431 : 502, "too many headers");
+        struct http1_header *h = &m->headers[m->nheaders++];
+        h->name = OFF(m, at);
+        h->name_len = 0;
+        h->value = 0;
+        h->value_len = 0;
+        m->flags |= H1_IN_FIELD;
+    }
+    struct http1_header *h = &m->headers[m->nheaders - 1];
+    if (h->name_len + n > 0xffff)
+        return fail(p, p->type == HTTP_REQUEST ? 431 : 502, "header name too long");
+    h->name_len += n;
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    MSG(p)->flags &= ~H1_IN_FIELD;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    struct http1_header *h = &m->headers[m->nheaders - 1];
+    if (!(m->flags & H1_IN_VALUE)) {
+        h->value = OFF(m, at);
+        m->flags |= H1_IN_VALUE;
+    }
+    h->value_len += n;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct http1_msg *m = MSG(p);
+    struct http1_header *h = &m->headers[m->nheaders - 1];
+    m->flags &= ~H1_IN_VALUE;
+    /* An empty value never reached on_header_value: point it after the name. */
+    if (!h->value_len) h->value = h->name + h->name_len;
+    /* Defence in depth against obs-fold or stray CR/LF/NUL inside a value. */
+    for (uint32_t i = 0; i < h->value_len; i++) {
+        unsigned char ch = (unsigned char)m->base[h->value + i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return fail(p, p->type == HTTP_REQUEST ? 400 : 502, "control character in header");
+    }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct http1_msg *m = MSG(p);
+    m->flags |= H1_HEAD_DONE;
+    m->status = p->status_code;
+    m->major = p->http_major;
+    m->minor = p->http_minor;
+    if (m->major != 1)
+        return fail(p, p->type == HTTP_REQUEST ? 505 : 502, "unsupported HTTP version");
+    if (p->flags & F_CHUNKED) m->flags |= H1_CHUNKED;
+    if (p->flags & F_CONTENT_LENGTH) {
+        m->flags |= H1_HAS_LENGTH;
+        m->content_length = p->content_length;
+    }
+    if (p->type == HTTP_REQUEST) {
+        if (m->body_limit >= 0 && (m->flags & H1_HAS_LENGTH) &&
+            m->content_length > (uint64_t)m->body_limit)
+            return fail(p, 413, "body larger than max_body_size");
+        if (p->upgrade) m->flags |= H1_UPGRADE;
+        /* No Upgrade tunnel yet: parse a request with Upgrade as a plain one. */
+        return p->method == HTTP_CONNECT ? fail(p, 405, "CONNECT is not supported") : 0;
+    }
+    if ((m->flags & H1_SKIP_BODY) || m->status == 204 || m->status == 304 ||
+        (m->status >= 100 && m->status < 200))
+        return 1;
+    return 0;
+}
+
+/* Squeeze body bytes down to dec_end: for chunked bodies this removes the
+ * chunk framing in place; for Content-Length bodies it is a no-op. */
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct http1_msg *m = MSG(p);
+    uint32_t off = OFF(m, at);
+    if (!(m->flags & H1_BODY_STARTED)) {
+        m->flags |= H1_BODY_STARTED;
+        m->dec_start = m->dec_end = off;
+    }
+    if (off != m->dec_end) memmove(m->base + m->dec_end, at, n);
+    m->dec_end += (uint32_t)n;
+    m->body_seen += n;
+    if (m->body_limit >= 0 && m->body_seen > (uint64_t)m->body_limit)
+        return fail(p, 413, "body larger than max_body_size");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct http1_msg *m = MSG(p);
+    if (p->type == HTTP_RESPONSE && m->status >= 100 && m->status < 200 && m->status != 101) {
+        /* Interim response (100, 103): dropped; the final one follows. */
+        m->flags &= ~H1_HEAD_DONE;
+        return 0;
+    }
+    m->flags |= H1_MSG_DONE;
+    if (llhttp_should_keep_alive(p)) m->flags |= H1_KEEP_ALIVE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http1_init(struct http1_msg *m, bool is_request, struct http1_header *headers,
+                uint16_t max_headers)
+{
+    llhttp_t *p = (llhttp_t *)m->parser;
+    uint32_t keep = m->flags & H1_SKIP_BODY;
+    memset(m, 0, sizeof(*m));
+    llhttp_init(p, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    p->data = m;
+    m->flags = is_request ? 0 : keep;
+    m->headers = headers;
+    m->max_headers = max_headers;
+    m->body_limit = -1;
+}
+
+static enum http1_result parse_error(struct http1_msg *m, llhttp_t *p, llhttp_errno_t e)
+{
+    if (e != HPE_USER) {
+        m->error = p->type == HTTP_REQUEST ? 400 : 502;
+        m->error_reason = llhttp_get_error_reason(p);
+        if (!m->error_reason) m->error_reason = llhttp_errno_name(e);
+    }
+    return HTTP1_ERROR;
+}
+
+enum http1_result http1_execute(struct http1_msg *m, char *base, uint32_t from, uint32_t to,
+                                uint32_t *stop)
+{
+    llhttp_t *p = (llhttp_t *)m->parser;
+    m->base = base;
+    m->flags &= ~H1_BODY_STARTED;
+    m->dec_start = m->dec_end = from;
+    llhttp_errno_t e = llhttp_execute(p, base + from, to - from);
+    if (e == HPE_OK) {
+        *stop = to;
+        if ((m->flags & H1_HEAD_DONE) && llhttp_message_needs_eof(p)) m->flags |= H1_NEEDS_EOF;
+        return HTTP1_AGAIN;
+    }
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        *stop = OFF(m, llhttp_get_error_pos(p));
+        return HTTP1_DONE;
+    }
+    return parse_error(m, p, e);
+}
+
+enum http1_result http1_finish(struct http1_msg *m)
+{
+    llhttp_t *p = (llhttp_t *)m->parser;
+    llhttp_errno_t e = llhttp_finish(p);
+    if (e == HPE_OK || e == HPE_PAUSED) return (m->flags & H1_MSG_DONE) ? HTTP1_DONE : HTTP1_ERROR;
+    return parse_error(m, p, e);
+}
+
+const char *http1_method_name(const struct http1_msg *m)
+{
+    return llhttp_method_name((llhttp_method_t)((const llhttp_t *)m->parser)->method);
+}
+
+bool http1_is_connect(const struct http1_msg *m)
+{
+    return ((const llhttp_t *)m->parser)->method == HTTP_CONNECT;
+}
+
+const char *http1_library_version(void)
+{
+#define STR2(x) #x
+#define STR(x) STR2(x)
+    return STR(LLHTTP_VERSION_MAJOR) "." STR(LLHTTP_VERSION_MINOR) "." STR(LLHTTP_VERSION_PATCH);
+}

@@ -1,1 +1,759 @@
-/* stub: being written */
+/* Forwarding one request: pick a server, rewrite the head, stream the body
+ * up and the response back, each direction through one bounded buffer
+ * (backpressure: a side is not read while its output is pending). Framing
+ * is always rebuilt; hop-by-hop headers never cross. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/net.h"
+#include "common/str.h"
+#include "worker/core.h"
+
+enum pump { STALL, PROGRESS, ENDED };
+
+/* ---- head writer ---- */
+
+struct wr {
+    char *p;
+    size_t n, cap;
+    bool overflow;
+};
+
+static void wr_put(struct wr *o, const char *s, size_t n)
+{
+    if (o->n + n > o->cap) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static void wr_str(struct wr *o, const char *s)
+{
+    wr_put(o, s, strlen(s));
+}
+
+static void wr_fmt(struct wr *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wr_fmt(struct wr *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= o->cap - o->n)
+        o->overflow = true;
+    else
+        o->n += (size_t)k;
+}
+
+static void wr_header(struct wr *o, const char *name, size_t nn, const char *val, size_t vn)
+{
+    wr_put(o, name, nn);
+    wr_put(o, ": ", 2);
+    wr_put(o, val, vn);
+    wr_put(o, "\r\n", 2);
+}
+
+/* ---- header classification ---- */
+
+#define MAX_TOKENS 16
+struct tokens {
+    struct slice t[MAX_TOKENS];
+    unsigned n;
+};
+
+/* Tokens named by the Connection headers: those headers are hop-by-hop too. */
+static void connection_tokens(const struct http1_msg *m, struct tokens *tk)
+{
+    tk->n = 0;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (!str_ieqn(m->base + h->name, h->name_len, "connection", 10)) continue;
+        const char *p = m->base + h->value, *e = p + h->value_len;
+        while (p < e && tk->n < MAX_TOKENS) {
+            const char *c = memchr(p, ',', (size_t)(e - p));
+            const char *end = c ? c : e;
+            struct slice s = str_trim(p, (size_t)(end - p));
+            if (s.n) tk->t[tk->n++] = s;
+            p = end + 1;
+        }
+    }
+}
+
+static bool in_tokens(const struct tokens *tk, const char *name, size_t n)
+{
+    for (unsigned i = 0; i < tk->n; i++)
+        if (str_ieqn(tk->t[i].p, tk->t[i].n, name, n)) return true;
+    return false;
+}
+
+static bool is_hop_by_hop(const char *n, size_t len)
+{
+    static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
+                                      "trailer",    "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (str_ieq(n, len, hop[i])) return true;
+    return false;
+}
+
+static bool in_ops(const struct conf_header_op *ops, unsigned nops, const char *n, size_t len)
+{
+    for (unsigned i = 0; i < nops; i++)
+        if (str_ieqn(ops[i].name, ops[i].name_len, n, len)) return true;
+    return false;
+}
+
+static void wr_op_sets(struct wr *o, const struct conf_header_op *ops, unsigned nops)
+{
+    for (unsigned i = 0; i < nops; i++)
+        if (!ops[i].remove)
+            wr_header(o, ops[i].name, ops[i].name_len, ops[i].value, ops[i].value_len);
+}
+
+/* ---- request head ---- */
+
+static void wr_target(struct wr *o, const struct exchange *x)
+{
+    const struct http1_msg *m = &x->req;
+    const char *t = m->base + m->target;
+    size_t n = m->target_len;
+    if (n >= 7 && t[0] != '/' && t[0] != '*') { /* absolute-form: keep path and query */
+        const char *s = memchr(t, ':', n);
+        size_t k = s ? (size_t)(s - t) + 3 : n;
+        while (k < n && t[k] != '/' && t[k] != '?')
+            k++;
+        t += k;
+        n -= k;
+    }
+    const struct conf_route *r = x->route;
+    if (r->strip_prefix) {
+        size_t sl = strlen(r->strip_prefix);
+        if (sl > 1 && r->strip_prefix[sl - 1] == '/') sl--; /* keep the slash that follows */
+        if (n >= sl && memcmp(t, r->strip_prefix, sl) == 0 &&
+            (n == sl || t[sl] == '/' || t[sl] == '?')) {
+            t += sl;
+            n -= sl;
+        }
+    }
+    if (r->add_prefix) {
+        size_t al = strlen(r->add_prefix);
+        if (al && r->add_prefix[al - 1] == '/' && n && t[0] == '/') al--;
+        wr_put(o, r->add_prefix, al);
+    }
+    if (n == 0 || t[0] == '?') wr_put(o, "/", 1);
+    wr_put(o, t, n);
+}
+
+static struct slice client_host(const struct exchange *x)
+{
+    const struct http1_msg *m = &x->req;
+    const char *t = m->base + m->target;
+    if (m->target_len >= 7 && t[0] != '/' && t[0] != '*') {
+        const char *s = memchr(t, ':', m->target_len);
+        size_t k = s ? (size_t)(s - t) + 3 : m->target_len, e = k;
+        while (e < m->target_len && t[e] != '/' && t[e] != '?')
+            e++;
+        return (struct slice){t + k, e - k};
+    }
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (str_ieqn(m->base + h->name, h->name_len, "host", 4))
+            return str_trim(m->base + h->value, h->value_len);
+    }
+    return (struct slice){"", 0};
+}
+
+/* Append every value of header NAME, comma-joined, then ADD. */
+static void wr_joined(struct wr *o, const struct http1_msg *m, const char *name, const char *add,
+                      size_t addn)
+{
+    wr_str(o, name);
+    wr_put(o, ": ", 2);
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (!str_ieq(m->base + h->name, h->name_len, name) || !h->value_len) continue;
+        wr_put(o, m->base + h->value, h->value_len);
+        wr_put(o, ", ", 2);
+    }
+    wr_put(o, add, addn);
+    wr_put(o, "\r\n", 2);
+}
+
+static bool skip_request_header(const struct exchange *x, const struct tokens *tk, const char *n,
+                                size_t len, bool *te_trailers, const struct http1_header *h)
+{
+    static const char *const own[] = {
+        "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+        "via",  "x-request-id",   "expect"};
+    if (str_ieq(n, len, "te")) {
+        *te_trailers = str_list_has(x->req.base + h->value, h->value_len, "trailers");
+        return true;
+    }
+    if (is_hop_by_hop(n, len) || in_tokens(tk, n, len)) return true;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (str_ieq(n, len, own[i])) return true;
+    return in_ops(x->route->request_headers, x->route->nrequest_headers, n, len);
+}
+
+static bool build_request_head(struct worker *w, struct exchange *x, const struct conf_server *s)
+{
+    const struct http1_msg *m = &x->req;
+    const struct conf_upstream *up = s->upstream;
+    struct wr o = {x->reqhead->data, 0, x->reqhead->cap, false};
+    struct tokens tk;
+    connection_tokens(m, &tk);
+
+    wr_put(&o, m->base + m->method, m->method_len);
+    wr_put(&o, " ", 1);
+    wr_target(&o, x);
+    wr_str(&o, " HTTP/1.1\r\nHost: ");
+    struct slice ch = client_host(x);
+    if (up->host_header == HOST_HEADER_SERVER)
+        wr_str(&o, s->hostport);
+    else if (up->host_header == HOST_HEADER_LITERAL)
+        wr_str(&o, up->host_literal);
+    else
+        wr_put(&o, ch.p, ch.n);
+    wr_put(&o, "\r\n", 2);
+
+    bool te_trailers = false;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        const char *n = m->base + h->name;
+        if (skip_request_header(x, &tk, n, h->name_len, &te_trailers, h)) continue;
+        wr_header(&o, n, h->name_len, m->base + h->value, h->value_len);
+    }
+    char ip[64];
+    size_t iplen = net_addr_ip(&x->c->peer.sa, ip, sizeof(ip));
+    wr_joined(&o, m, "X-Forwarded-For", ip, iplen);
+    wr_str(&o, "X-Forwarded-Proto: http\r\n");
+    if (ch.n) wr_header(&o, "X-Forwarded-Host", 16, ch.p, ch.n);
+    wr_joined(&o, m, "Via", "1.1 portico", 11);
+    wr_header(&o, "X-Request-ID", 12, x->rid, x->rid_len);
+    if (te_trailers) wr_str(&o, "TE: trailers\r\n");
+    wr_op_sets(&o, x->route->request_headers, x->route->nrequest_headers);
+
+    x->req_chunked_out = false;
+    if (m->flags & H1_CHUNKED) {
+        if (m->flags & H1_MSG_DONE) /* the whole body is here: send its length */
+            wr_fmt(&o, "Content-Length: %llu\r\n", (unsigned long long)m->body_seen);
+        else {
+            wr_str(&o, "Transfer-Encoding: chunked\r\n");
+            x->req_chunked_out = true;
+        }
+    } else if (m->flags & H1_HAS_LENGTH) {
+        wr_fmt(&o, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
+    }
+    wr_put(&o, "\r\n", 2);
+    x->reqhead->hi = (uint32_t)o.n;
+    return !o.overflow;
+}
+
+/* Queue body bytes BASE[lo, hi) for the upstream, framed as announced. */
+static void queue_req_body(struct exchange *x, char *base, uint32_t lo, uint32_t hi, bool last)
+{
+    if (x->req_chunked_out) {
+        if (hi > lo) {
+            int k = snprintf(x->req_chunk, sizeof(x->req_chunk), "%x\r\n", hi - lo);
+            out_add(&x->up_out, x->req_chunk, (size_t)k);
+            out_add(&x->up_out, base + lo, hi - lo);
+            out_add(&x->up_out, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
+        } else if (last) {
+            out_add(&x->up_out, "0\r\n\r\n", 5);
+        }
+    } else {
+        out_add(&x->up_out, base + lo, hi - lo);
+    }
+}
+
+/* ---- attempts ---- */
+
+static bool idempotent(const struct exchange *x)
+{
+    const char *m = x->req.base + x->req.method;
+    size_t n = x->req.method_len;
+    return str_ieq(m, n, "GET") || str_ieq(m, n, "HEAD") || str_ieq(m, n, "PUT") ||
+           str_ieq(m, n, "DELETE") || str_ieq(m, n, "OPTIONS") || str_ieq(m, n, "TRACE");
+}
+
+static bool has_body(const struct exchange *x)
+{
+    return (x->req.flags & H1_CHUNKED) || ((x->req.flags & H1_HAS_LENGTH) && x->req.content_length);
+}
+
+static void client_error(struct worker *w, struct exchange *x, int status, const char *why)
+{
+    struct conn *c = x->c;
+    char body[160];
+    int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %.*s\n", status,
+                     respond_reason(status), (int)x->rid_len, x->rid);
+    log_warn("%d: %s, upstream=%s id=%.*s", status, why, x->route->upstream->name, (int)x->rid_len,
+             x->rid);
+    if (!x->req_body_done) c->close_after = true;
+    out_reset(&x->up_out);
+    conn_respond(w, c, status, NULL, body, (size_t)n);
+}
+
+static void drop_upstream(struct worker *w, struct exchange *x, const char *why)
+{
+    if (!x->u) return;
+    if (x->upstream_start_ms) x->upstream_ms += w->now - x->upstream_start_ms;
+    upstream_close(w, x->u, why);
+    x->u = NULL;
+}
+
+static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same);
+
+/* The attempt failed before any response reached the client. */
+static enum pump attempt_failed(struct worker *w, struct exchange *x, int status, const char *why,
+                                bool retryable)
+{
+    const struct conf_server *s = x->server;
+    log_warn("upstream %s server %s: %s", s->upstream->name, s->name, why);
+    balance_report(&w->bal, s, false, w->now);
+    drop_upstream(w, x, why);
+    bool can = retryable && x->attempts <= s->upstream->retries && !x->body_forwarded;
+    if (can && attempt(w, x, false) != ENDED) return PROGRESS;
+    if (x->c->state != CONN_PROXY) return ENDED; /* attempt() already answered */
+    client_error(w, x, status, why);
+    return ENDED;
+}
+
+static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same)
+{
+    const struct conf_upstream *up = x->route->upstream;
+    const struct conf_server *s;
+    if (fresh_same) {
+        s = x->server;
+    } else {
+        int i = balance_pick(&w->bal, up, net_addr_hash(&x->c->peer.sa), x->tried, w->now);
+        if (i < 0) {
+            client_error(w, x, x->attempts ? 502 : 503, "no server available");
+            return ENDED;
+        }
+        s = &up->servers[i];
+        x->tried |= (uint64_t)1 << (i % 64);
+        x->attempts++;
+    }
+    x->server = s;
+    if (!x->reqhead && !(x->reqhead = worker_buf_get(w))) {
+        client_error(w, x, 503, "out of buffers");
+        return ENDED;
+    }
+    if (!build_request_head(w, x, s)) {
+        x->c->close_after = true;
+        client_error(w, x, 431, "request head too large after rewriting");
+        return ENDED;
+    }
+    int err = 0;
+    struct uconn *u = upstream_get(w, s, fresh_same, &err);
+    if (!u) {
+        char why[96];
+        snprintf(why, sizeof(why), "connect failed: %s", strerror(err));
+        return attempt_failed(w, x, 502, why, true);
+    }
+    u->x = x;
+    x->u = u;
+    x->upstream_start_ms = w->now;
+    out_reset(&x->up_out);
+    out_add(&x->up_out, x->reqhead->data, x->reqhead->hi);
+    queue_req_body(x, x->c->in->data, x->body_lo, x->body_hi, x->req_body_done);
+    x->resp.flags = 0;
+    http1_init(&x->resp, false, x->req_headers + w->max_req_headers, w->max_resp_headers);
+    if (x->head_request) http1_skip_body(&x->resp);
+    x->resp_head_done = false;
+    x->req_sent = false;
+    if (u->state == UCONN_CONNECTING)
+        timer_arm(&w->timers, &u->timer, w->now + up->connect_timeout);
+    return PROGRESS;
+}
+
+/* A reused pooled connection failed before the server said anything: the
+ * server closed it while we picked it. Retry on a fresh connection. */
+static bool stale_retry(struct worker *w, struct exchange *x)
+{
+    struct uconn *u = x->u;
+    if (!u->reused || x->resp_head_done || (u->in && u->in->hi > 0)) return false;
+    if (!idempotent(x) || x->body_forwarded) return false;
+    log_debug("pooled connection to %s was closed by the server; retrying fresh", u->server->name);
+    drop_upstream(w, x, "stale pooled connection");
+    x->body_forwarded = false;
+    return attempt(w, x, true) != ENDED;
+}
+
+/* ---- response head ---- */
+
+static bool build_response_head(struct worker *w, struct exchange *x)
+{
+    const struct http1_msg *m = &x->resp;
+    const struct conf_route *r = x->route;
+    struct conn *c = x->c;
+    if (!x->resphead && !(x->resphead = worker_buf_get(w))) return false;
+    struct wr o = {x->resphead->data, 0, x->resphead->cap, false};
+    struct tokens tk;
+    connection_tokens(m, &tk);
+    bool nobody = (m->flags & H1_SKIP_BODY) || m->status == 204 || m->status == 304;
+
+    if (m->reason_len)
+        wr_fmt(&o, "HTTP/1.1 %u %.*s\r\n", m->status, (int)m->reason_len, m->base + m->reason);
+    else
+        wr_fmt(&o, "HTTP/1.1 %u %s\r\n", m->status, respond_reason(m->status));
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        const char *n = m->base + h->name;
+        size_t nl = h->name_len;
+        if (is_hop_by_hop(n, nl) || in_tokens(&tk, n, nl) || str_ieq(n, nl, "via") ||
+            str_ieq(n, nl, "x-request-id") ||
+            in_ops(r->response_headers, r->nresponse_headers, n, nl))
+            continue;
+        /* Content-Length of a bodiless answer describes the resource: pass it. */
+        if (str_ieq(n, nl, "content-length") && !nobody) continue;
+        if (str_ieq(n, nl, "x-upstream") && r->expose_upstream) continue;
+        wr_header(&o, n, nl, m->base + h->value, h->value_len);
+    }
+    wr_joined(&o, m, "Via", "1.1 portico", 11);
+    wr_header(&o, "X-Request-ID", 12, x->rid, x->rid_len);
+    if (r->expose_upstream) wr_fmt(&o, "X-Upstream: %s\r\n", x->server->name);
+    wr_op_sets(&o, r->response_headers, r->nresponse_headers);
+
+    bool http10 = x->req.minor == 0;
+    x->resp_chunked_out = false;
+    x->resp_close_out = false;
+    if (!nobody) {
+        if ((m->flags & H1_HAS_LENGTH) && !(m->flags & H1_CHUNKED))
+            wr_fmt(&o, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
+        else if (m->flags & H1_MSG_DONE)
+            wr_fmt(&o, "Content-Length: %llu\r\n", (unsigned long long)m->body_seen);
+        else if (http10)
+            x->resp_close_out = true; /* an HTTP/1.0 client reads to EOF */
+        else {
+            wr_str(&o, "Transfer-Encoding: chunked\r\n");
+            x->resp_chunked_out = true;
+        }
+    }
+    bool keep = x->client_keepalive && !x->resp_close_out && !c->close_after && !w->draining &&
+                x->req_body_done;
+    if (!keep) {
+        c->close_after = true;
+        wr_str(&o, "Connection: close\r\n");
+    } else if (http10) {
+        wr_str(&o, "Connection: keep-alive\r\n");
+    }
+    wr_put(&o, "\r\n", 2);
+    x->resphead->hi = (uint32_t)o.n;
+    x->status = m->status;
+    return !o.overflow;
+}
+
+static void queue_resp_body(struct exchange *x, char *base, uint32_t lo, uint32_t hi, bool last)
+{
+    x->resp_bytes += hi - lo;
+    if (x->resp_chunked_out) {
+        if (hi > lo) {
+            int k = snprintf(x->resp_chunk, sizeof(x->resp_chunk), "%x\r\n", hi - lo);
+            out_add(&x->cl_out, x->resp_chunk, (size_t)k);
+            out_add(&x->cl_out, base + lo, hi - lo);
+            out_add(&x->cl_out, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
+        } else if (last) {
+            out_add(&x->cl_out, "0\r\n\r\n", 5);
+        }
+    } else {
+        out_add(&x->cl_out, base + lo, hi - lo);
+    }
+}
+
+/* ---- finishing ---- */
+
+static enum pump finish(struct worker *w, struct exchange *x)
+{
+    struct uconn *u = x->u;
+    struct conn *c = x->c;
+    if (u) {
+        bool reusable = (x->resp.flags & H1_MSG_DONE) && (x->resp.flags & H1_KEEP_ALIVE) &&
+                        !(x->resp.flags & H1_NEEDS_EOF) && x->req_sent && u->in &&
+                        u->in->lo == u->in->hi;
+        x->upstream_ms += w->now - x->upstream_start_ms;
+        balance_report(&w->bal, u->server, true, w->now);
+        upstream_release(w, u, reusable);
+        x->u = NULL;
+    }
+    conn_exchange_done(w, c, !c->close_after);
+    return ENDED;
+}
+
+void proxy_abort(struct worker *w, struct exchange *x, const char *reason)
+{
+    drop_upstream(w, x, reason);
+}
+
+static enum pump abort_client(struct worker *w, struct exchange *x, const char *why)
+{
+    log_warn("aborting response to the client: %s, upstream=%s id=%.*s", why,
+             x->server ? x->server->name : "-", (int)x->rid_len, x->rid);
+    if (x->server) balance_report(&w->bal, x->server, false, w->now);
+    drop_upstream(w, x, why);
+    conn_close(w, x->c, why);
+    return ENDED;
+}
+
+/* ---- request direction ---- */
+
+static enum pump pump_req(struct worker *w, struct exchange *x)
+{
+    struct uconn *u = x->u;
+    struct conn *c = x->c;
+    if (x->req_sent || !u || u->state != UCONN_ACTIVE) return STALL;
+    if (out_pending(&x->up_out)) {
+        if (!u->can_write) return STALL;
+        enum io_result r = out_write(u->fd, &x->up_out, &u->can_write);
+        if (r == IO_AGAIN) return STALL;
+        if (r == IO_ERROR) {
+            if (stale_retry(w, x)) return PROGRESS;
+            return attempt_failed(w, x, 502, "write to upstream failed", idempotent(x));
+        }
+        if (x->body_hi > x->body_lo) x->body_forwarded = true;
+        x->body_lo = x->body_hi = 0;
+        if (x->req_body_done)
+            x->req_sent = true;
+        else
+            c->in->lo = c->in->hi = 0;
+        return PROGRESS;
+    }
+    if (x->req_body_done || !c->can_read) return STALL;
+    struct buf *in = c->in;
+    ssize_t n = read(c->fd, in->data + in->hi, in->cap - in->hi);
+    if (n < 0 && errno == EINTR) return PROGRESS;
+    if (n < 0 && errno == EAGAIN) {
+        c->can_read = false;
+        return STALL;
+    }
+    if (n <= 0) return abort_client(w, x, "client closed during the request body");
+    in->hi += (uint32_t)n;
+    uint32_t stop;
+    enum http1_result r = http1_execute(&x->req, in->data, in->lo, in->hi, &stop);
+    if (r == HTTP1_ERROR) {
+        if (x->resp_head_done) return abort_client(w, x, "bad request body");
+        drop_upstream(w, x, "bad request body");
+        c->close_after = true;
+        client_error(w, x, x->req.error, x->req.error_reason);
+        return ENDED;
+    }
+    in->lo = r == HTTP1_DONE ? stop : in->hi;
+    x->req_body_done = r == HTTP1_DONE;
+    x->body_lo = (x->req.flags & H1_BODY_STARTED) ? x->req.dec_start : 0;
+    x->body_hi = (x->req.flags & H1_BODY_STARTED) ? x->req.dec_end : 0;
+    queue_req_body(x, in->data, x->body_lo, x->body_hi, x->req_body_done);
+    if (!out_pending(&x->up_out)) {
+        if (x->req_body_done)
+            x->req_sent = true;
+        else
+            in->lo = in->hi = 0;
+    }
+    return PROGRESS;
+}
+
+/* ---- response direction ---- */
+
+static bool retry_on_status(struct worker *w, struct exchange *x)
+{
+    unsigned st = x->resp.status;
+    if (st != 502 && st != 503 && st != 504) return false;
+    if (!idempotent(x) || x->body_forwarded || has_body(x)) return false;
+    if (x->attempts > x->route->upstream->retries) return false;
+    char why[48];
+    snprintf(why, sizeof(why), "answered %u", st);
+    return attempt_failed(w, x, (int)st, why, true) == PROGRESS;
+}
+
+static enum pump resp_parsed(struct worker *w, struct exchange *x, enum http1_result r,
+                             uint32_t stop)
+{
+    struct buf *in = x->u->in;
+    if (r == HTTP1_ERROR) {
+        if (x->resp_head_done) return abort_client(w, x, "invalid response body from upstream");
+        return attempt_failed(
+            w, x, 502, x->resp.error_reason ? x->resp.error_reason : "invalid response", false);
+    }
+    in->lo = r == HTTP1_DONE ? stop : in->hi;
+    if (!x->resp_head_done) {
+        if (!(x->resp.flags & H1_HEAD_DONE)) {
+            if (in->hi >= in->cap)
+                return attempt_failed(w, x, 502, "response head too large", false);
+            return PROGRESS;
+        }
+        if (retry_on_status(w, x)) return PROGRESS;
+        if (x->c->state != CONN_PROXY) return ENDED;
+        x->resp_head_done = true;
+        if (!build_response_head(w, x))
+            return attempt_failed(w, x, 502, "response head too large", false);
+        out_reset(&x->cl_out);
+        out_add(&x->cl_out, x->resphead->data, x->resphead->hi);
+    }
+    bool done = r == HTTP1_DONE;
+    if (done) x->resp.flags |= H1_MSG_DONE;
+    uint32_t lo = (x->resp.flags & H1_BODY_STARTED) ? x->resp.dec_start : 0;
+    uint32_t hi = (x->resp.flags & H1_BODY_STARTED) ? x->resp.dec_end : 0;
+    if (!(x->resp.flags & H1_SKIP_BODY) && x->resp.status != 204 && x->resp.status != 304)
+        queue_resp_body(x, in->data, lo, hi, done);
+    return PROGRESS;
+}
+
+static enum pump resp_eof(struct worker *w, struct exchange *x, bool reset)
+{
+    struct uconn *u = x->u;
+    bool nothing = !u->in || u->in->hi == 0;
+    if (nothing && stale_retry(w, x)) return PROGRESS;
+    if (!x->resp_head_done)
+        return attempt_failed(w, x, 502,
+                              reset ? "upstream reset the connection"
+                                    : "upstream closed without a response",
+                              nothing && idempotent(x));
+    if (!reset && (x->resp.flags & H1_NEEDS_EOF) && http1_finish(&x->resp) == HTTP1_DONE) {
+        queue_resp_body(x, u->in->data, 0, 0, true);
+        x->resp.flags |= H1_MSG_DONE;
+        return PROGRESS;
+    }
+    return abort_client(w, x, "upstream closed mid-body");
+}
+
+static enum pump pump_resp(struct worker *w, struct exchange *x)
+{
+    struct conn *c = x->c;
+    struct uconn *u = x->u;
+    if (out_pending(&x->cl_out)) {
+        if (!c->can_write) return STALL;
+        enum io_result r = out_write(c->fd, &x->cl_out, &c->can_write);
+        if (r == IO_AGAIN) return STALL;
+        if (r == IO_ERROR) return abort_client(w, x, "write to client failed");
+        if (x->resp_head_done && (x->resp.flags & H1_MSG_DONE)) {
+            if (!x->req_body_done) c->close_after = true;
+            return finish(w, x);
+        }
+        if (x->resp_head_done && u && u->in && u->in->lo == u->in->hi) u->in->lo = u->in->hi = 0;
+        return PROGRESS;
+    }
+    if (!u || u->state != UCONN_ACTIVE || !u->can_read) return STALL;
+    if (!u->in && !(u->in = worker_buf_get(w))) return abort_client(w, x, "out of buffers");
+    struct buf *in = u->in;
+    if (in->hi >= in->cap) return attempt_failed(w, x, 502, "response head too large", false);
+    ssize_t n = read(u->fd, in->data + in->hi, in->cap - in->hi);
+    if (n < 0 && errno == EINTR) return PROGRESS;
+    if (n < 0 && errno == EAGAIN) {
+        u->can_read = false;
+        return STALL;
+    }
+    if (n <= 0) return resp_eof(w, x, n < 0);
+    in->hi += (uint32_t)n;
+    uint32_t stop;
+    enum http1_result r = http1_execute(&x->resp, in->data, in->lo, in->hi, &stop);
+    return resp_parsed(w, x, r, stop);
+}
+
+/* ---- driving ---- */
+
+static void arm_timers(struct worker *w, struct exchange *x)
+{
+    struct conn *c = x->c;
+    struct uconn *u = x->u;
+    const struct conf_listener *l = c->wl->listener;
+    if (out_pending(&x->cl_out))
+        timer_arm(&w->timers, &c->timer, w->now + l->send_timeout);
+    else if (!x->req_body_done && !out_pending(&x->up_out))
+        timer_arm(&w->timers, &c->timer, w->now + l->body_timeout);
+    else
+        timer_cancel(&w->timers, &c->timer);
+    if (!u || u->state == UCONN_CONNECTING) return;
+    const struct conf_upstream *up = u->server->upstream;
+    if (out_pending(&x->up_out))
+        timer_arm(&w->timers, &u->timer, w->now + up->send_timeout);
+    else if (!out_pending(&x->cl_out))
+        timer_arm(&w->timers, &u->timer, w->now + up->read_timeout);
+    else
+        timer_cancel(&w->timers, &u->timer);
+}
+
+void proxy_progress(struct worker *w, struct exchange *x)
+{
+    for (int guard = 0; guard < 4096; guard++) {
+        enum pump a = pump_req(w, x);
+        if (a == ENDED) return;
+        enum pump b = pump_resp(w, x);
+        if (b == ENDED) return;
+        if (a == STALL && b == STALL) break;
+    }
+    arm_timers(w, x);
+}
+
+void proxy_start(struct worker *w, struct exchange *x)
+{
+    struct conn *c = x->c;
+    struct http1_msg *m = &x->req;
+    x->req_body_done = (m->flags & H1_MSG_DONE) != 0;
+    x->body_lo = (m->flags & H1_BODY_STARTED) ? m->dec_start : 0;
+    x->body_hi = (m->flags & H1_BODY_STARTED) ? m->dec_end : 0;
+    if (!x->req_body_done) {
+        for (uint16_t i = 0; i < m->nheaders; i++) {
+            const struct http1_header *h = &m->headers[i];
+            if (str_ieqn(m->base + h->name, h->name_len, "expect", 6) &&
+                str_ieqn(m->base + h->value, h->value_len, "100-continue", 12)) {
+                /* We take the body ourselves; the upstream never sees Expect. */
+                out_add(&x->cl_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            }
+        }
+    }
+    if (attempt(w, x, false) == ENDED) return;
+    if (c->state == CONN_PROXY) proxy_progress(w, x);
+}
+
+void proxy_upstream_event(struct worker *w, struct uconn *u, uint32_t events)
+{
+    struct exchange *x = u->x;
+    if (!x) {
+        upstream_close(w, u, "event without exchange");
+        return;
+    }
+    struct conn *c = x->c;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->can_read = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) u->can_write = true;
+    if (u->state == UCONN_CONNECTING) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err) {
+            char why[96];
+            snprintf(why, sizeof(why), "connect failed: %s", strerror(err));
+            attempt_failed(w, x, 502, why, true);
+            conn_kick(w, c);
+            return;
+        }
+        u->state = UCONN_ACTIVE;
+        u->can_write = true;
+    }
+    proxy_progress(w, x);
+    if (c->state != CONN_PROXY) conn_kick(w, c);
+}
+
+void proxy_upstream_timeout(struct worker *w, struct uconn *u)
+{
+    struct exchange *x = u->x;
+    if (!x) {
+        upstream_close(w, u, "keepalive_timeout");
+        return;
+    }
+    struct conn *c = x->c;
+    if (u->state == UCONN_CONNECTING)
+        attempt_failed(w, x, 504, "connect_timeout", true);
+    else if (!x->resp_head_done)
+        attempt_failed(w, x, 504, "upstream timed out", false);
+    else
+        abort_client(w, x, "upstream read_timeout mid-body");
+    conn_kick(w, c);
+}

@@ -3,4 +3,7 @@
 
 #include <mbedtls/version.h>
 
-const char *tls_library_version(void) { return MBEDTLS_VERSION_STRING; }
+const char *tls_library_version(void)
+{
+    return MBEDTLS_VERSION_STRING;
+}

@@ -1,1 +1,356 @@
-/* stub: being written */
+/* The worker's event loop: edge-triggered epoll over client and upstream
+ * sockets, level-triggered over its listening sockets and the master's
+ * channel; one clock read per turn; timers from a heap; objects closed
+ * during a batch are freed only after it, so later events never see freed
+ * memory. Buffers and exchanges come from free lists: no malloc per request. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/shm.h"
+#include "worker/core.h"
+
+#define MAX_EVENTS 256
+#define ACCEPT_BATCH 64
+#define FREE_BUFS_KEPT 64 /* spare buffers kept after a burst */
+#define EMFILE_PAUSE_MS 100
+
+_Static_assert(offsetof(struct conn, timer) == offsetof(struct uconn, timer),
+               "timer owners are told apart by their ev tag at the same offset");
+
+/* ---- pools ---- */
+
+struct buf *worker_buf_get(struct worker *w)
+{
+    struct buf *b = w->free_bufs;
+    if (b) {
+        w->free_bufs = b->next;
+        w->nfree_bufs--;
+    } else {
+        b = malloc(sizeof(*b) + w->buf_size);
+        if (!b) return NULL;
+        b->cap = w->buf_size;
+    }
+    b->next = NULL;
+    b->lo = b->hi = 0;
+    return b;
+}
+
+void worker_buf_put(struct worker *w, struct buf **bp)
+{
+    struct buf *b = *bp;
+    if (!b) return;
+    *bp = NULL;
+    if (w->nfree_bufs >= FREE_BUFS_KEPT && w->nconns < FREE_BUFS_KEPT) {
+        free(b);
+        return;
+    }
+    b->next = w->free_bufs;
+    w->free_bufs = b;
+    w->nfree_bufs++;
+}
+
+struct exchange *worker_exchange_get(struct worker *w)
+{
+    struct exchange *x = w->free_x;
+    size_t hdrs = (size_t)w->max_req_headers + w->max_resp_headers;
+    if (x)
+        w->free_x = x->next;
+    else if (!(x = malloc(sizeof(*x) + hdrs * sizeof(struct http1_header))))
+        return NULL;
+    memset(x, 0, sizeof(*x));
+    http1_init(&x->req, true, x->req_headers, w->max_req_headers);
+    return x;
+}
+
+void worker_exchange_put(struct worker *w, struct exchange *x)
+{
+    worker_buf_put(w, &x->reqhead);
+    worker_buf_put(w, &x->resphead);
+    x->next = w->free_x;
+    w->free_x = x;
+}
+
+int worker_epoll_add(struct worker *w, int fd, struct ev *ev)
+{
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = ev};
+    return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e);
+}
+
+/* ---- clock ---- */
+
+static void clock_update(struct worker *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    w->now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    time_t t = time(NULL);
+    if (t != w->wall_sec) {
+        struct tm tm;
+        w->wall_sec = t;
+        gmtime_r(&t, &tm);
+        strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    }
+}
+
+/* ---- accepting ---- */
+
+static void listen_pause(struct worker *w, struct lsock *l, bool pause)
+{
+    if (l->paused == pause) return;
+    l->paused = pause;
+    struct epoll_event e = {.events = pause ? 0 : EPOLLIN, .data.ptr = &l->ev};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &e);
+}
+
+void worker_accept_resume(struct worker *w)
+{
+    if (w->draining || w->nconns >= w->cfg->max_connections) return;
+    for (unsigned i = 0; i < w->nls; i++)
+        if (w->ls[i].paused && !w->accept_backoff) listen_pause(w, &w->ls[i], false);
+}
+
+static void accept_some(struct worker *w, struct lsock *l)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (w->nconns >= w->cfg->max_connections) {
+            log_warn("max_connections (%u) reached: accepting paused", w->cfg->max_connections);
+            for (unsigned k = 0; k < w->nls; k++)
+                listen_pause(w, &w->ls[k], true);
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting briefly instead of spinning. */
+                log_error("accept: %s; pausing accept for %d ms", strerror(errno), EMFILE_PAUSE_MS);
+                for (unsigned k = 0; k < w->nls; k++)
+                    listen_pause(w, &w->ls[k], true);
+                w->accept_backoff = true;
+                timer_arm(&w->timers, &w->tick, w->now + EMFILE_PAUSE_MS);
+            }
+            return;
+        }
+        conn_accept(w, fd, l->wl, (struct sockaddr *)&ss, len);
+    }
+}
+
+/* ---- draining ---- */
+
+static void drain_start(struct worker *w)
+{
+    if (w->draining) return;
+    w->draining = true;
+    w->drain_deadline = w->now + w->cfg->shutdown_timeout;
+    log_notice("draining: %u connections open", w->nconns);
+    for (unsigned i = 0; i < w->nls; i++) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ls[i].fd, NULL);
+        close(w->ls[i].fd);
+    }
+    w->nls = 0;
+    for (struct conn *c = w->live, *next; c; c = next) {
+        next = c->live_next;
+        conn_drain(w, c);
+    }
+}
+
+/* ---- dispatch ---- */
+
+static void channel_read(struct worker *w)
+{
+    char cmd[16];
+    ssize_t n = read(w->channel, cmd, sizeof(cmd));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        /* The master is gone: finish what is in flight, then exit. */
+        drain_start(w);
+        w->channel = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (cmd[i] == WORKER_MSG_QUIT)
+            drain_start(w);
+        else if (cmd[i] == WORKER_MSG_STOP)
+            w->stopping = true;
+    }
+}
+
+static void dispatch(struct worker *w, struct epoll_event *e)
+{
+    struct ev *ev = e->data.ptr;
+    switch ((enum ev_kind)ev->kind) {
+    case EV_LISTEN:
+        accept_some(w, (struct lsock *)ev);
+        break;
+    case EV_CLIENT:
+        conn_event(w, (struct conn *)ev, e->events);
+        break;
+    case EV_UPSTREAM: {
+        struct uconn *u = (struct uconn *)ev;
+        if (u->state == UCONN_IDLE)
+            upstream_idle_event(w, u, e->events);
+        else if (u->state != UCONN_CLOSED)
+            proxy_upstream_event(w, u, e->events);
+        break;
+    }
+    case EV_CHANNEL:
+        channel_read(w);
+        break;
+    }
+}
+
+static void tick(struct worker *w)
+{
+    log_access_flush();
+    w->accept_backoff = false;
+    worker_accept_resume(w);
+    timer_arm(&w->timers, &w->tick, w->now + 1000);
+}
+
+static void run_timers(struct worker *w)
+{
+    struct timer *t;
+    while ((t = timers_pop_expired(&w->timers, w->now))) {
+        if (t == &w->tick) {
+            tick(w);
+            continue;
+        }
+        struct ev *ev = (struct ev *)((char *)t - offsetof(struct conn, timer));
+        if (ev->kind == EV_CLIENT)
+            conn_timeout(w, (struct conn *)ev);
+        else
+            proxy_upstream_timeout(w, (struct uconn *)ev);
+    }
+}
+
+static void free_dead(struct worker *w)
+{
+    while (w->dead_conns) {
+        struct conn *c = w->dead_conns;
+        w->dead_conns = c->next;
+        free(c);
+    }
+    while (w->dead_uconns) {
+        struct uconn *u = w->dead_uconns;
+        w->dead_uconns = u->next;
+        free(u);
+    }
+}
+
+/* ---- setup ---- */
+
+static uint32_t buffer_size(const struct config *cfg)
+{
+    size_t sz = 16384;
+    for (unsigned i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].max_header_size + 1024 > sz)
+            sz = cfg->listeners[i].max_header_size + 1024;
+    return (uint32_t)sz;
+}
+
+static int setup(struct worker *w, const struct worker_args *a)
+{
+    w->cfg = a->cfg;
+    w->shm = a->shm;
+    w->slot = a->slot;
+    w->channel = a->channel;
+    w->buf_size = buffer_size(a->cfg);
+    w->max_resp_headers = 200;
+    w->max_req_headers = 1;
+    for (unsigned i = 0; i < a->cfg->nlisteners; i++)
+        if (a->cfg->listeners[i].max_headers > w->max_req_headers)
+            w->max_req_headers = (uint16_t)a->cfg->listeners[i].max_headers;
+    if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
+        w->rid_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0 || timers_init(&w->timers, 1024) < 0) return -1;
+    w->pools = calloc(a->cfg->nservers ? a->cfg->nservers : 1, sizeof(*w->pools));
+    w->ls = calloc(a->nlistens ? a->nlistens : 1, sizeof(*w->ls));
+    if (!w->pools || !w->ls || balance_init(&w->bal, a->cfg, a->shm) < 0) return -1;
+    clock_update(w);
+
+    for (unsigned i = 0; i < a->nlistens; i++) {
+        struct lsock *l = &w->ls[w->nls++];
+        l->ev.kind = EV_LISTEN;
+        l->fd = a->listens[i].fd;
+        l->wl = &a->listens[i];
+        int one = 1; /* accepted sockets inherit it: no setsockopt per connection */
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &l->ev};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &e) < 0) return -1;
+    }
+    w->channel_ev.kind = EV_CHANNEL;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->channel_ev};
+    if (w->channel >= 0 && epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->channel, &e) < 0) return -1;
+    timer_arm(&w->timers, &w->tick, w->now + 1000);
+    return 0;
+}
+
+static int usr1_fd(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int worker_main(const struct worker_args *a)
+{
+    struct worker w;
+    memset(&w, 0, sizeof(w));
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a signal */
+    if (setup(&w, a) < 0) {
+        log_error("worker setup failed: %s", strerror(errno));
+        return 2;
+    }
+    struct ev sig_ev = {EV_CHANNEL};
+    int sfd = usr1_fd();
+    if (sfd >= 0) {
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &sig_ev};
+        epoll_ctl(w.epfd, EPOLL_CTL_ADD, sfd, &e);
+    }
+    if (w.channel >= 0) {
+        char ready = WORKER_MSG_READY;
+        if (write(w.channel, &ready, 1) != 1) log_warn("cannot tell the master we are ready");
+    }
+    struct epoll_event events[MAX_EVENTS];
+    while (!w.stopping) {
+        int timeout = timers_next(&w.timers, w.now);
+        int n = epoll_wait(w.epfd, events, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) {
+            log_error("epoll_wait: %s", strerror(errno));
+            break;
+        }
+        clock_update(&w);
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.ptr == &sig_ev) {
+                struct signalfd_siginfo si;
+                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                    log_reopen();
+                    log_access_reopen();
+                }
+                continue;
+            }
+            dispatch(&w, &events[i]);
+        }
+        run_timers(&w);
+        free_dead(&w);
+        if (w.draining && (w.nconns == 0 || w.now >= w.drain_deadline)) break;
+    }
+    log_access_flush();
+    return 0;
+}
