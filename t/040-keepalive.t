@@ -1,0 +1,137 @@
+# Keep-alive: many requests per client connection, upstream connection
+# reuse, HTTP/1.0, Connection: close, max_requests, pipelining.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Portico;
+use Upstream;
+
+my $up = Upstream->new(name => 'app', echo => 1);
+
+my $p = Portico->start(<<'EOF', upstreams => { app => $up });
+[listener web]
+listen = 127.0.0.1:{port}
+
+[listener limited]
+listen = 127.0.0.1:{port:limited}
+max_requests = 3
+
+[upstream app]
+server = {up:app}
+
+[route local]
+path = /local/
+return = 200 local
+
+[route all]
+upstream = app
+EOF
+my $port = $p->port;
+
+# Many requests on one client connection.
+{
+    my $c = Portico::Client->new($port);
+    my $ok = 0;
+    for my $i (1 .. 50) {
+        my $r = $c->request('GET', "/many/$i");
+        $ok++ if $r->status == 200 && $r->body =~ m{"target":"/many/$i"};
+    }
+    is $ok, 50, '50 requests on one client connection';
+    ok !$c->closed(0.2), 'connection still open';
+    my $conns = $up->connections;
+    ok $conns < 50, "upstream connections reused ($conns connections for 50 requests)";
+    ok $conns <= 2, 'sequential requests use at most 2 upstream connections';
+}
+
+# Upstream reuse across client connections.
+{
+    $up->reset_log;
+    for my $i (1 .. 10) {
+        my $r = http_get($port, "/new-client/$i");
+        $r->conn->close;
+    }
+    my $conns = $up->connections;
+    is $up->request_count, 10, '10 requests reached the upstream';
+    ok $conns < 10, "upstream pool shared by client connections ($conns connections)";
+}
+
+# HTTP/1.0 without keep-alive: response, then close.
+{
+    my $c = Portico::Client->new($port);
+    $c->send("GET /ten HTTP/1.0\r\nHost: h.test\r\n\r\n");
+    my $r = $c->read_response;
+    is $r->status, 200, 'HTTP/1.0 request' or diag $r->summary;
+    ok $r->{complete}, 'complete response';
+    like $r->body, qr{"target":"/ten"}, 'HTTP/1.0 body';
+    isnt $r->framing, 'chunked', 'no chunked encoding to an HTTP/1.0 client';
+    ok $c->closed(T(3)), 'connection closed after the HTTP/1.0 response';
+
+    # HTTP/1.0, upstream close-delimited: the body still arrives whole.
+    $c = Portico::Client->new($port);
+    $c->send("GET /ten-cd HTTP/1.0\r\nHost: h.test\r\nX-Up-Close-Delimited: 1\r\nX-Up-Size: 3000\r\nX-Up-Echo: 0\r\n\r\n");
+    $r = $c->read_response;
+    is $r->status, 200, 'HTTP/1.0 request, close-delimited upstream response';
+    is $r->body, Upstream::pattern(3000), 'HTTP/1.0: body intact';
+    isnt $r->framing, 'chunked', 'HTTP/1.0: not chunked';
+    ok $c->closed(T(3)), 'closed afterwards';
+
+    # return route over HTTP/1.0
+    $c = Portico::Client->new($port);
+    $c->send("GET /local/x HTTP/1.0\r\n\r\n");
+    $r = $c->read_response;
+    is $r->status, 200, 'HTTP/1.0 request without Host to a return route';
+    ok $c->closed(T(3)), 'closed afterwards';
+}
+
+# Connection: close from the client.
+{
+    my $c = Portico::Client->new($port);
+    my $r = $c->request('GET', '/bye', headers => ['Connection: close']);
+    is $r->status, 200, 'request with Connection: close';
+    like $r->header('connection') // '', qr/close/i, 'response says Connection: close';
+    ok $c->closed(T(3)), 'connection closed';
+}
+
+# max_requests.
+{
+    my $c = Portico::Client->new($p->port('limited'));
+    for my $i (1 .. 2) {
+        my $r = $c->request('GET', "/local/$i");
+        is $r->status, 200, "max_requests: request $i";
+        unlike $r->header('connection') // '', qr/close/i, "request $i: no Connection: close";
+    }
+    my $r = $c->request('GET', '/local/3');
+    is $r->status, 200, 'max_requests: request 3';
+    like $r->header('connection') // '', qr/close/i, 'request 3: Connection: close';
+    ok $c->closed(T(3)), 'closed after max_requests';
+}
+
+# Pipelining: three requests in one write, answered in order, even when the
+# first one is slow upstream.
+{
+    my $c = Portico::Client->new($port);
+    $c->send(build_request('GET', '/p1', headers => ['X-Up-Delay: 0.5'])
+      . build_request('GET', '/p2') . build_request('GET', '/p3'));
+    for my $i (1 .. 3) {
+        my $r = $c->read_response;
+        is $r->status, 200, "pipelined response $i";
+        like $r->body, qr{"target":"/p$i"}, "pipelined response $i in order";
+    }
+    # mixed: local, proxied with a body, local
+    $c->send(build_request('GET', '/local/a')
+      . build_request('POST', '/pb', body => 'pipelined-body')
+      . build_request('GET', '/local/c', headers => ['Connection: close']));
+    my $r = $c->read_response;
+    like $r->body, qr/^local/, 'mixed pipeline 1';
+    $r = $c->read_response;
+    like $r->body, qr{"target":"/pb"}, 'mixed pipeline 2';
+    like $r->body, qr{"body":"pipelined-body"}, 'mixed pipeline 2 body';
+    $r = $c->read_response;
+    like $r->body, qr/^local/, 'mixed pipeline 3';
+    ok $c->closed(T(3)), 'closed after the last pipelined request with Connection: close';
+}
+
+$p->finish;
+done_testing;
