@@ -16,4 +16,11 @@ uint32_t net_addr_hash(const struct sockaddr *sa);
 /* Set non-blocking and TCP_NODELAY on a fresh connected socket. Returns 0/-1. */
 int net_tune_stream(int fd);
 
+/* Parse "ADDR:PORT", "[IPV6]:PORT" or "*:PORT" (IPv4 any) into SS and LEN.
+ * With RESOLVE a host name is looked up now (first address); without, ADDR
+ * must be numeric. Returns 0; -1 when malformed, -2 when the name does not
+ * resolve; *ERR then points to a static reason. */
+int net_addr_parse(const char *s, int resolve, struct sockaddr_storage *ss, socklen_t *len,
+                   const char **err);
+
 #endif
