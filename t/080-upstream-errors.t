@@ -1,0 +1,237 @@
+# Upstream failures: refused (502, or retried on another server), read
+# timeout (504), connect timeout (504), invalid response (502), close or
+# reset mid-body, passive health (max_fails), all servers down (503).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use Portico;
+use Upstream;
+
+my $ok    = Upstream->new(name => 'ok');
+my $ok2   = Upstream->new(name => 'ok2');
+my $dead  = Upstream->refused(name => 'dead');
+my $dead2 = Upstream->refused(name => 'dead2');
+my $never = Upstream->new(name => 'never', never => 1);
+my $garbage = Upstream->new(name => 'garbage', raw => "this is not http\r\n\r\n");
+my $badstatus = Upstream->new(name => 'badstatus', raw => "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n");
+my $badcl = Upstream->new(name => 'badcl', raw => "HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello");
+my $badhdr = Upstream->new(name => 'badhdr', raw => "HTTP/1.1 200 OK\r\nNo colon here\r\nContent-Length: 2\r\n\r\nhi");
+my $cut   = Upstream->new(name => 'cut', size => 200000, cut => 50000);
+my $cutc  = Upstream->new(name => 'cutc', size => 200000, cut => 50000, chunked => 1);
+my $cutr  = Upstream->new(name => 'cutr', size => 200000, cut => 50000, cut_reset => 1);
+my $closer = Upstream->new(name => 'closer', close => 1);
+my $resetter = Upstream->new(name => 'resetter', reset => 1);
+
+# Does a connect to a non-routable address hang here (for connect_timeout)?
+my $blackhole = '10.255.255.1';
+my $hangs = do {
+    my $s = IO::Socket::INET->new(PeerAddr => $blackhole, PeerPort => 81, Proto => 'tcp', Blocking => 0);
+    my $r = 0;
+    if ($s) {
+        my $w = '';
+        vec($w, fileno $s, 1) = 1;
+        my $n = select(undef, my $wo = $w, undef, 0.7);
+        $r = 1 if $n == 0;    # still connecting after 0.7 s
+    }
+    $r;
+};
+
+my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
+           garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
+           cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter);
+my $conf = <<'EOF';
+[listener web]
+listen = 127.0.0.1:{port}
+
+[upstream refused0]
+server = {up:dead}
+retries = 0
+
+[upstream refused1]
+server = {up:dead2}
+server = {up:ok}
+retries = 1
+
+[upstream never]
+server = {up:never}
+read_timeout = 1s
+retries = 0
+
+[upstream garbage]
+server = {up:garbage}
+retries = 0
+[upstream badstatus]
+server = {up:badstatus}
+retries = 0
+[upstream badcl]
+server = {up:badcl}
+retries = 0
+[upstream badhdr]
+server = {up:badhdr}
+retries = 0
+
+[upstream cut]
+server = {up:cut}
+retries = 0
+[upstream cutc]
+server = {up:cutc}
+retries = 0
+[upstream cutr]
+server = {up:cutr}
+retries = 0
+[upstream closer]
+server = {up:closer}
+retries = 0
+[upstream resetter]
+server = {up:resetter}
+retries = 0
+
+[upstream health]
+server = {up:dead}
+server = {up:ok2}
+max_fails = 2
+fail_timeout = 60s
+retries = 0
+
+[upstream alldown]
+server = {up:ok} down
+server = {up:ok2} down
+
+[upstream blackhole]
+server = BLACKHOLE:81
+connect_timeout = 1s
+retries = 0
+EOF
+$conf =~ s/BLACKHOLE/$blackhole/;
+$conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
+  qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown blackhole);
+
+my $p = Portico->start($conf, upstreams => \%ups,
+    errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
+my $port = $p->port;
+
+sub error_response_ok {
+    my ($r, $code, $name) = @_;
+    is $r->status, $code, "$name: $code" or diag $r->summary;
+    like $r->header('content-type') // '', qr{^text/plain}, "$name: text/plain";
+    my $id = $r->header('x-request-id');
+    ok defined $id && length $id && index($r->body, $id) >= 0, "$name: request id in the body";
+    my $addr_port = join '|', map { $_->port } values %ups;
+    unlike $r->head . $r->body, qr/127\.0\.0\.1:(?:$addr_port)\b/, "$name: upstream address not shown";
+}
+
+# Refused.
+{
+    my $r = http_get($port, '/refused0/x');
+    error_response_ok($r, 502, 'connection refused, retries = 0');
+    my $r2 = $r->conn->request('GET', '/refused0/y');
+    is $r2->status, 502, 'client connection still usable after a 502';
+
+    my $all = 0;
+    for my $i (1 .. 4) {
+        my $q = http_get($port, "/refused1/$i");
+        $all++ if $q->status == 200 && $q->header('x-backend') eq 'ok';
+    }
+    is $all, 4, 'retries = 1: the other server answers every request';
+}
+
+# read_timeout.
+{
+    my $t0 = time;
+    my $r = http_get($port, '/never/x', timeout => T(10));
+    my $dt = time - $t0;
+    error_response_ok($r, 504, 'read_timeout');
+    ok $dt >= 0.9 && $dt < T(5), sprintf('504 after about read_timeout (%.2fs)', $dt);
+}
+
+# connect_timeout.
+SKIP: {
+    skip "connecting to $blackhole does not hang on this machine", 5 unless $hangs;
+    my $t0 = time;
+    my $r = http_get($port, '/blackhole/x', timeout => T(10));
+    my $dt = time - $t0;
+    error_response_ok($r, 504, 'connect_timeout');
+    ok $dt >= 0.9 && $dt < T(5), sprintf('504 after about connect_timeout (%.2fs)', $dt);
+}
+
+# Invalid responses.
+for my $u (qw(garbage badstatus badcl badhdr)) {
+    my $r = http_get($port, "/$u/x");
+    error_response_ok($r, 502, "invalid upstream response ($u)");
+}
+
+# Close or reset without a response.
+for my $u (qw(closer resetter)) {
+    my $r = http_get($port, "/$u/x");
+    error_response_ok($r, 502, "upstream $u without a response");
+}
+
+# Close mid-body: the client must not see a complete response.
+for my $u (qw(cut cutc cutr)) {
+    my $c = Portico::Client->new($port);
+    my $r = $c->request('GET', "/$u/x", timeout => T(10));
+    is $r->status, 200, "$u: the head was forwarded";
+    ok !$r->{complete}, "$u: the body is not complete";
+    ok length($r->body) < 200000, "$u: short body (" . length($r->body) . " bytes)";
+    ok $c->closed(T(5)), "$u: client connection closed";
+}
+
+# Passive health: after max_fails failures the failing server is skipped.
+{
+    my %n;
+    for my $i (1 .. 12) {
+        my $r = http_get($port, "/health/$i");
+        $n{ $r->status }++;
+    }
+    is $n{502}, 2, 'exactly max_fails (2) requests failed' or diag explain \%n;
+    is $n{200}, 10, 'then the failing server was skipped';
+}
+
+# All servers down: 503.
+{
+    my $r = http_get($port, '/alldown/x');
+    error_response_ok($r, 503, 'all servers down');
+}
+
+$p->finish;
+
+# A pooled connection that the upstream closed after its response: the
+# next GET on it is retried transparently. Separate instance, so any
+# [error] in its log is unexpected.
+{
+    my $closing = Upstream->new(name => 'closing', silent_close => 1);
+    my $q = Portico->start(<<'EOF', upstreams => { c => $closing });
+[listener web]
+listen = 127.0.0.1:{port}
+
+[upstream c]
+server = {up:c}
+retries = 0
+
+[route all]
+upstream = c
+EOF
+    my $cl = Portico::Client->new($q->port);
+    my $good = 0;
+    for my $i (1 .. 10) {
+        my $r = $cl->request('GET', "/stale/$i");
+        $good++ if $r->status == 200 && $r->body eq "hello from closing\n";
+        sleep 0.2;    # let the upstream's FIN arrive at the pooled connection
+    }
+    is $good, 10, 'requests on pooled connections the upstream closed all succeed';
+    is $closing->request_count, 10, 'the upstream got each request once';
+    # and without a pause (the close may race with reuse)
+    $good = 0;
+    for my $i (1 .. 20) {
+        my $r = $cl->request('GET', "/fast/$i");
+        $good++ if $r->status == 200;
+    }
+    is $good, 20, 'back-to-back requests to a closing upstream all succeed';
+    $q->finish;
+}
+
+done_testing;

@@ -1,0 +1,101 @@
+# Master: a killed worker is replaced and the replacement serves; TERM and
+# INT stop everything and nothing is left listening.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use Portico;
+use Upstream;
+
+my $up = Upstream->new(name => 'app');
+
+my $conf = <<'EOF';
+[main]
+workers = 2
+
+[listener web]
+listen = 127.0.0.1:{port}
+
+[upstream app]
+server = {up:app}
+
+[route all]
+upstream = app
+EOF
+
+sub serve_all {
+    my ($port, $n) = @_;
+    my $ok = 0;
+    for my $i (1 .. $n) {
+        my $r = http_get($port, "/r$i", timeout => T(5));
+        $ok++ if $r->status == 200;
+        $r->conn->close if $r->conn;
+    }
+    return $ok;
+}
+
+{
+    my $p = Portico->start($conf, upstreams => { app => $up },
+        errors_ok => [qr/worker|signal|exited|died|killed|respawn/i]);
+    my $port = $p->port;
+    my @w = sort { $a <=> $b } $p->workers;
+    is scalar(@w), 2, 'two workers' or diag "children: @w";
+    is serve_all($port, 10), 10, 'serving before the kill';
+
+    my $victim = $w[0];
+    kill 'KILL', $victim;
+    my @now;
+    my $replaced = wait_for(sub {
+        @now = $p->workers;
+        @now == 2 && !grep { $_ == $victim } @now;
+    }, T(5));
+    ok $replaced, "killed worker $victim replaced (now: @now)";
+    my %old = map { $_ => 1 } @w;
+    my @new = grep { !$old{$_} } @now;
+    is scalar(@new), 1, 'exactly one new worker';
+    ok $p->alive, 'master still running';
+    # New connections hash over both SO_REUSEPORT sockets: all must be served.
+    is serve_all($port, 30), 30, 'the replacement serves (30 new connections all answered)';
+
+    # Kill both, one after the other.
+    kill 'KILL', $p->workers;
+    ok wait_for(sub { my @k = $p->workers; @k == 2 && !grep { $old{$_} || $_ == $new[0] } @k }, T(5)),
+      'both workers replaced after both were killed';
+    is serve_all($port, 10), 10, 'still serving';
+
+    my @last = $p->workers;
+    $p->finish;    # TERM: checks exit, workers gone, logs
+    my $c = Portico::Client->new($port);
+    ok !$c, 'nothing listening after TERM';
+    ok !grep({ -e "/proc/$_" && slurp("/proc/$_/stat") !~ /\) Z/ } @last), 'workers gone after TERM';
+}
+
+# INT stops as TERM does.
+{
+    my $p = Portico->start($conf, upstreams => { app => $up });
+    my $port = $p->port;
+    is serve_all($port, 3), 3, 'second instance serves';
+    my @w = $p->workers;
+    ok $p->stop('INT'), 'master exits on INT';
+    my $st = $p->{exit_status};
+    is $st & 127, 0, 'INT: exited normally, not killed by the signal';
+    ok !Portico::Client->new($port), 'nothing listening after INT';
+    ok wait_for(sub { !grep { -e "/proc/$_" && slurp("/proc/$_/stat") !~ /\) Z/ } @w }, T(5)),
+      'workers gone after INT';
+    $p->check_logs;
+}
+
+# A worker exits when its master dies.
+{
+    my $p = Portico->start($conf, upstreams => { app => $up });
+    my @w = $p->workers;
+    is scalar(@w), 2, 'third instance: two workers';
+    $p->stop('KILL');
+    ok wait_for(sub { !grep { -e "/proc/$_" && slurp("/proc/$_/stat") !~ /\) Z/ } @w }, T(5)),
+      'workers exit when the master is killed';
+    $p->check_logs;
+}
+
+done_testing;
