@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/shm.h"
+#include "common/str.h"
 
 #define MAX_LINE 65536    /* longer lines are refused, not truncated */
 #define MAX_NAME 63       /* section names: logs and metric labels */
@@ -167,36 +168,11 @@ static inline unsigned *count(const void *base, const struct conf_key *k)
     return (unsigned *)((char *)base + k->cnt);
 }
 
-/* ---- small lexical helpers ---- */
-
-static bool is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* Control characters other than tab would corrupt headers or logs. */
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) return true;
-    return false;
-}
+/* ---- small helpers ---- */
 
 static bool has_space_or_ctl(const char *s)
 {
-    return has_ctl(s) || strpbrk(s, " \t");
-}
-
-/* Split a scratch copy of V into words separated by SEP; NULL when done. */
-static char *word_next(char **cursor, const char *sep)
-{
-    char *s = *cursor + strspn(*cursor, sep);
-    if (!*s) return NULL;
-    size_t n = strcspn(s, sep);
-    *cursor = s[n] ? s + n + 1 : s + n;
-    s[n] = '\0';
-    return s;
+    return str_has_ctl(s) || strpbrk(s, " \t");
 }
 
 static char *scratch(struct parse *p, const char *v)
@@ -320,7 +296,7 @@ static int number_parse(struct parse *p, const struct conf_key *k, void *base, c
         expect = "expected a size like 512, 16k, 8m or 1g";
     } else {
         const char *end;
-        uint64_t u;
+        uint64_t u = 0;
         rc = digits_parse(v, &u, &end) < 0 || *end || u > INT64_MAX ? -1 : 0;
         n = (int64_t)u;
     }
@@ -390,7 +366,7 @@ static void bool_dump(FILE *out, const struct conf_key *k, const void *base, con
 /* Free text: anything but control characters. */
 static int string_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
 {
-    if (has_ctl(v)) return bad(p, k, v, "control characters are not allowed");
+    if (str_has_ctl(v)) return bad(p, k, v, "control characters are not allowed");
     char *s = pdup(p, v);
     if (!s) return -1;
     *(char **)field(base, k) = s;
@@ -447,7 +423,7 @@ static int words_parse(struct parse *p, const struct conf_key *k, void *base, co
     char *cur = scratch(p, v), *w;
     char *norm = palloc(p, p->c->arena, strlen(v) + 1);
     if (!cur || !norm) return -1;
-    while ((w = word_next(&cur, " \t,"))) {
+    while ((w = str_word_next(&cur, " \t,"))) {
         const char *const *i = ok;
         for (; *i && strcmp(*i, w) != 0; i++)
             ;
@@ -497,7 +473,7 @@ static int path_parse(struct parse *p, const struct conf_key *k, void *base, con
     char **f = field(base, k);
     if (r->off && strcmp(v, "off") == 0) return *f = NULL, 0;
     if (r->keep && strcmp(v, r->keep) == 0) return (*f = pdup(p, v)) ? 0 : -1;
-    if (has_ctl(v)) return bad(p, k, v, "control characters are not allowed");
+    if (str_has_ctl(v)) return bad(p, k, v, "control characters are not allowed");
     if (!(*f = path_resolve(p, v))) return -1;
     return r->readable ? path_check(p, *f) : 0;
 }
@@ -550,7 +526,7 @@ static int listen_parse(struct parse *p, const struct conf_key *k, void *base, c
 {
     char *cur = scratch(p, v), *w;
     if (!cur) return -1;
-    while ((w = word_next(&cur, " \t"))) {
+    while ((w = str_word_next(&cur, " \t"))) {
         struct conf_addr a;
         const char *why = "too long";
         if (strlen(w) >= sizeof(a.text) || net_addr_parse(w, 0, &a.ss, &a.len, &why) < 0) {
@@ -604,8 +580,9 @@ static int certificate_parse(struct parse *p, const struct conf_key *k, void *ba
 {
     char *cur = scratch(p, v);
     if (!cur) return -1;
-    char *cert = word_next(&cur, " \t"), *key = word_next(&cur, " \t");
-    if (!cert || !key || word_next(&cur, " \t")) return bad(p, k, v, "expected CERT.pem KEY.pem");
+    char *cert = str_word_next(&cur, " \t"), *key = str_word_next(&cur, " \t");
+    if (!cert || !key || str_word_next(&cur, " \t"))
+        return bad(p, k, v, "expected CERT.pem KEY.pem");
     char *cp = path_resolve(p, cert), *kp = path_resolve(p, key);
     if (!cp || !kp) return -1;
     int rc = path_check(p, cp) | path_check(p, kp);
@@ -669,12 +646,12 @@ static int server_parse(struct parse *p, const struct conf_key *k, void *base, c
     struct conf_server s = {.weight = 1};
     char *cur = scratch(p, v), *w;
     if (!cur) return -1;
-    const char *hp = word_next(&cur, " \t");
+    const char *hp = str_word_next(&cur, " \t");
     if (!hp) return bad(p, k, v, "expected HOST:PORT");
     if (!(s.hostport = pdup(p, hp))) return -1;
-    while ((w = word_next(&cur, " \t")))
+    while ((w = str_word_next(&cur, " \t")))
         if (server_option(p, k, v, &s, w) < 0) return -1;
-    if (has_ctl(s.name ? s.name : "")) return bad(p, k, v, "control characters in name");
+    if (str_has_ctl(s.name ? s.name : "")) return bad(p, k, v, "control characters in name");
     if (server_resolve(p, k, v, &s) < 0) return -1;
     if (!s.name) s.name = s.hostport;
     if (++p->c->nservers == SHM_MAX_SERVERS + 1)
@@ -743,7 +720,7 @@ static int listeners_parse(struct parse *p, const struct conf_key *k, void *base
 {
     char *cur = scratch(p, v), *w;
     if (!cur) return -1;
-    while ((w = word_next(&cur, " \t,")))
+    while ((w = str_word_next(&cur, " \t,")))
         if (ref_add(p, SEC_LISTENER, w) < 0) return -1;
     return 0;
 }
@@ -762,7 +739,7 @@ static int hosts_parse(struct parse *p, const struct conf_key *k, void *base, co
 {
     char *cur = scratch(p, v), *w;
     if (!cur) return -1;
-    while ((w = word_next(&cur, " \t,"))) {
+    while ((w = str_word_next(&cur, " \t,"))) {
         const char *name = strncmp(w, "*.", 2) == 0 ? w + 2 : w;
         bool okay = *name && *name != '.';
         for (char *s = w; *s; s++) {
@@ -800,7 +777,7 @@ static int methods_parse(struct parse *p, const struct conf_key *k, void *base, 
     char *cur = scratch(p, v), *w;
     char *allow = palloc(p, p->c->arena, 2 * strlen(v) + 1);
     if (!cur || !allow) return -1;
-    while ((w = word_next(&cur, " \t,"))) {
+    while ((w = str_word_next(&cur, " \t,"))) {
         for (const char *s = w; *s; s++)
             if (!(*s >= 'A' && *s <= 'Z') && *s != '-' && *s != '_')
                 return bad(p, k, v, "method names are upper-case, like GET HEAD");
@@ -877,7 +854,7 @@ static int return_parse(struct parse *p, const struct conf_key *k, void *base, c
     unsigned code;
     if (code_parse(v, &code, &body) < 0 || code < 100 || code > 599)
         return bad(p, k, v, "expected CODE [BODY] with CODE from 100 to 599");
-    if (has_ctl(body)) return bad(p, k, v, "control characters are not allowed");
+    if (str_has_ctl(body)) return bad(p, k, v, "control characters are not allowed");
     if (action_set(p, k, r, ACTION_RETURN) < 0) return -1;
     r->return_code = code;
     r->return_body = *body ? pdup(p, body) : NULL;
@@ -927,12 +904,12 @@ static int header_op_parse(struct parse *p, const struct conf_key *k, void *base
     struct conf_header_op op = {.remove = v[0] == '-'};
     const char *name = op.remove ? v + 1 : v;
     size_t nl = 0;
-    while (is_tchar((unsigned char)name[nl]))
+    while (str_is_tchar((unsigned char)name[nl]))
         nl++;
     const char *rest = name + nl;
     if (!nl || (op.remove ? *rest != '\0' : *rest != ':'))
         return bad(p, k, v, "expected \"NAME: VALUE\" or \"-NAME\"");
-    if (has_ctl(rest)) return bad(p, k, v, "control characters are not allowed");
+    if (str_has_ctl(rest)) return bad(p, k, v, "control characters are not allowed");
     op.name = arena_strndup(p->c->arena, name, nl);
     op.name_len = nl;
     if (!op.remove) {

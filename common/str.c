@@ -45,3 +45,26 @@ bool str_list_has(const char *p, size_t n, const char *token)
     }
     return false;
 }
+
+bool str_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+bool str_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) return true;
+    return false;
+}
+
+char *str_word_next(char **cursor, const char *sep)
+{
+    char *s = *cursor + strspn(*cursor, sep);
+    if (!*s) return NULL;
+    size_t n = strcspn(s, sep);
+    *cursor = s[n] ? s + n + 1 : s + n;
+    s[n] = '\0';
+    return s;
+}

@@ -19,5 +19,12 @@ bool str_ieqn(const char *a, size_t an, const char *b, size_t bn);
 bool str_list_has(const char *p, size_t n, const char *token);
 /* Trim spaces and tabs at both ends. */
 struct slice str_trim(const char *p, size_t n);
+/* Is CH an RFC 9110 token character (header names, methods)? */
+bool str_is_tchar(unsigned char ch);
+/* Does C string S hold a control character other than tab (or DEL)? */
+bool str_has_ctl(const char *s);
+/* Split a writable string in place: returns the next word of *CURSOR
+ * delimited by any byte of SEP and advances *CURSOR; NULL when none is left. */
+char *str_word_next(char **cursor, const char *sep);
 
 #endif
