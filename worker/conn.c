@@ -52,6 +52,7 @@ enum io_result out_write(int fd, struct out *o, bool *can_write)
             return IO_AGAIN;
         }
     }
+    o->i = o->n = 0;
     return IO_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/uio.h>
 
 #include "common/config.h"
@@ -220,6 +221,7 @@ static inline void out_reset(struct out *o)
 static inline void out_add(struct out *o, const void *p, size_t n)
 {
     if (n) {
+        if (o->n >= OUT_MAX) abort(); /* a framing bug; never silently drop bytes */
         o->iov[o->n].iov_base = (void *)p;
         o->iov[o->n].iov_len = n;
         o->n++;
