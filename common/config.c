@@ -833,7 +833,8 @@ static void upstream_ref_dump(FILE *out, const struct conf_key *k, const void *b
                               const struct config *c)
 {
     const struct conf_route *r = base;
-    if (r->action == ACTION_UPSTREAM) fprintf(out, "%s = %s\n", k->key, r->upstream->name);
+    if (r->action == ACTION_UPSTREAM && r->upstream)
+        fprintf(out, "%s = %s\n", k->key, r->upstream->name);
 }
 
 /* A three-digit status code at the start of V; *REST is what follows. */
