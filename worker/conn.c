@@ -223,11 +223,9 @@ void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
         conn_set_state(c, CONN_HEAD);
         c->had_bytes = true;
         timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
-        c->can_read = true; /* parse first; a read that finds nothing is harmless */
         return;
     }
     conn_idle(w, c);
-    c->can_read = true; /* edge-triggered: bytes may have come while we were busy */
 }
 
 /* Host of the request: the authority of an absolute-form target, else the
@@ -466,11 +464,16 @@ static bool head_start(struct worker *w, struct conn *c)
 /* Returns true when the state changed. */
 static bool head_read(struct worker *w, struct conn *c)
 {
+    if (c->state == CONN_IDLE && !c->can_read) return false;
     if (!head_start(w, c)) return true;
     if (c->state == CONN_HEAD && head_parse(w, c)) return true;
-    while (c->can_read) {
+    while (c->can_read && c->state != CONN_CLOSED) {
         struct buf *in = c->in;
-        ssize_t n = read(c->fd, in->data + in->hi, in->cap - in->hi);
+        size_t room = in->cap - in->hi;
+        ssize_t n = read(c->fd, in->data + in->hi, room);
+        /* A short read drained the socket; edge-triggered epoll reports the
+         * next arrival, so skip the read that would only say EAGAIN. */
+        if (n > 0 && (size_t)n < room) c->can_read = false;
         if (n > 0) {
             if (c->state == CONN_IDLE) {
                 conn_set_state(c, CONN_HEAD);

@@ -528,7 +528,9 @@ static enum pump pump_req(struct worker *w, struct exchange *x)
     }
     if (x->req_body_done || !c->can_read) return STALL;
     struct buf *in = c->in;
-    ssize_t n = read(c->fd, in->data + in->hi, in->cap - in->hi);
+    size_t room = in->cap - in->hi;
+    ssize_t n = read(c->fd, in->data + in->hi, room);
+    if (n > 0 && (size_t)n < room) c->can_read = false; /* drained: see head_read */
     if (n < 0 && errno == EINTR) return PROGRESS;
     if (n < 0 && errno == EAGAIN) {
         c->can_read = false;
@@ -643,7 +645,9 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
     if (!u->in && !(u->in = worker_buf_get(w))) return abort_client(w, x, "out of buffers");
     struct buf *in = u->in;
     if (in->hi >= in->cap) return attempt_failed(w, x, 502, "response head too large", false);
-    ssize_t n = read(u->fd, in->data + in->hi, in->cap - in->hi);
+    size_t room = in->cap - in->hi;
+    ssize_t n = read(u->fd, in->data + in->hi, room);
+    if (n > 0 && (size_t)n < room) u->can_read = false; /* drained: see head_read */
     if (n < 0 && errno == EINTR) return PROGRESS;
     if (n < 0 && errno == EAGAIN) {
         u->can_read = false;
