@@ -51,7 +51,7 @@ sub framing_ok {
     my $q = last_req();
     is $q->{method}, 'POST', 'method';
     is $q->{body_len}, 1000, 'body length upstream';
-    is $q->{body}, $body, 'body bytes intact (binary)';
+    bytes_is $q->{body}, $body, 'body bytes intact (binary)';
     is $q->header('content-length'), '1000', 'forwarded with Content-Length';
     ok !$q->has_header('transfer-encoding'), 'no Transfer-Encoding upstream';
     framing_ok($q, 'CL body');
@@ -106,7 +106,7 @@ sub framing_ok {
     $c->send_slowly($raw, 500, 0.05);
     my $r = $c->read_final;
     is $r->status, 200, 'chunked body sent in pieces';
-    is last_req()->{body}, 'x' x 3000, 'pieces reassembled';
+    bytes_is last_req()->{body}, 'x' x 3000, 'pieces reassembled';
 }
 
 # 10 MiB upload with Content-Length, then chunked.
@@ -153,7 +153,7 @@ my $big_md5 = md5_hex($big);
 {
     my $r = http_get($port, '/chunked-resp', headers => ['X-Up-Chunked: 1', 'X-Up-Size: 5000', 'X-Up-Chunk: 100']);
     is $r->status, 200, 'chunked response';
-    is $r->body, Upstream::pattern(5000), 'chunked response body intact';
+    bytes_is $r->body, Upstream::pattern(5000), 'chunked response body intact';
     my $r2 = $r->conn->request('GET', '/after');
     is $r2->status, 200, 'keep-alive after a chunked response';
 }
@@ -165,7 +165,7 @@ my $big_md5 = md5_hex($big);
     my $r = $c->request('GET', '/close-delimited', headers => ['X-Up-Close-Delimited: 1', 'X-Up-Size: 100000']);
     is $r->status, 200, 'close-delimited upstream response' or diag $r->summary;
     ok $r->{complete}, 'complete response';
-    is $r->body, Upstream::pattern(100000), 'close-delimited body intact';
+    bytes_is $r->body, Upstream::pattern(100000), 'close-delimited body intact';
     is $r->framing, 'chunked', 'delivered chunked to the HTTP/1.1 client';
     my $r2 = $c->request('GET', '/after-close-delimited');
     is $r2->status, 200, 'client connection kept alive';

@@ -73,7 +73,7 @@ my $port = $p->port;
     $c->send("GET /ten-cd HTTP/1.0\r\nHost: h.test\r\nX-Up-Close-Delimited: 1\r\nX-Up-Size: 3000\r\nX-Up-Echo: 0\r\n\r\n");
     $r = $c->read_response;
     is $r->status, 200, 'HTTP/1.0 request, close-delimited upstream response';
-    is $r->body, Upstream::pattern(3000), 'HTTP/1.0: body intact';
+    bytes_is $r->body, Upstream::pattern(3000), 'HTTP/1.0: body intact';
     isnt $r->framing, 'chunked', 'HTTP/1.0: not chunked';
     ok $c->closed(T(3)), 'closed afterwards';
 

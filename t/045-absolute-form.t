@@ -58,6 +58,7 @@ sub last_req { my @r = $ex->requests; return $r[-1] }
     $c->send("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
     my $r = $c->read_response;
     is $r->status, 200, 'absolute-form without a path';
+    is $r->header('x-backend'), 'example', 'absolute-form without a path: routed by the authority';
     is last_req()->{target}, '/', 'empty path becomes /';
 }
 

@@ -52,6 +52,10 @@ upstream = busy
 path = /ro/
 methods = GET
 return = 200 ro
+
+[route any]
+path = /any/
+return = 200 any
 EOF
 my $port = $p->port;
 
@@ -82,7 +86,7 @@ check(http_get($port, '/nowhere', headers => ['X-Request-ID: my-id-404']), 404, 
 check(http_get($port, '/nowhere'), 404, '404 generated id');
 check(http_request($port, 'POST', '/ro/x', body => 'x', headers => ['X-Request-ID: my-id-405']), 405, '405', 'my-id-405');
 check(raw("GET /ro/x HTTP/1.1\r\nHost: h\r\nX-Part"), 408, '408');
-check(http_request($port, 'POST', '/ro/x', body => 'x' x 101, headers => ['X-Request-ID: my-id-413']), 413, '413', 'my-id-413');
+check(http_request($port, 'POST', '/any/x', body => 'x' x 101, headers => ['X-Request-ID: my-id-413']), 413, '413', 'my-id-413');
 check(raw("GET /" . ('x' x 2000) . " HTTP/1.1\r\nHost: h\r\n\r\n"), 414, '414');
 check(raw("GET /ro/ HTTP/1.1\r\nHost: h\r\nX-Big: " . ('y' x 2000) . "\r\n\r\n"), 431, '431 size');
 check(raw(build_request('GET', '/ro/', headers => [map { "X-N$_: 1" } 1 .. 15])), 431, '431 count');

@@ -22,7 +22,7 @@ use Test::More ();
 
 our @EXPORT = qw(
   T free_port repo_root portico_bin test_dir portico_t write_file slurp
-  http_request http_get build_request wait_for proc_children
+  http_request http_get build_request wait_for proc_children bytes_is
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -120,6 +120,21 @@ sub wait_for {
         return $v if time >= $deadline;
         sleep 0.02;
     }
+}
+
+# Like Test::More::is for long byte strings: reports lengths and the first
+# differing offset instead of dumping both.
+sub bytes_is {
+    my ($got, $want, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $got //= '';
+    return Test::More::pass($name) if $got eq $want;
+    Test::More::fail($name);
+    my $i = 0;
+    my $n = length $got < length $want ? length $got : length $want;
+    $i++ while $i < $n && substr($got, $i, 1) eq substr($want, $i, 1);
+    Test::More::diag(sprintf "got %d bytes, want %d; first difference at offset %d", length $got, length $want, $i);
+    return 0;
 }
 
 # Children of PID, from /proc/PID/task/*/children.
@@ -289,6 +304,7 @@ sub listen_addrs {
 sub alive {
     my ($self) = @_;
     return 0 unless $self->{pid};
+    local $? = $?;
     my $r = waitpid($self->{pid}, WNOHANG);
     if ($r == $self->{pid}) {
         $self->{exit_status} = $?;
@@ -333,6 +349,7 @@ sub signal { my ($self, $sig) = @_; kill $sig, $self->{pid} if $self->{pid} }
 # Returns true when it exited on its own.
 sub stop {
     my ($self, $sig, $timeout) = @_;
+    local $? = $?;
     $sig //= 'TERM';
     return 1 unless $self->{pid};
     my @kids = proc_children($self->{pid});

@@ -84,6 +84,7 @@ sub name { $_[0]{name} }
 sub stop {
     my ($self) = @_;
     return unless $self->{pid} && $$ == $CREATOR;
+    local $?;
     kill 'KILL', -$self->{pid};
     kill 'KILL', $self->{pid};
     waitpid($self->{pid}, 0);
