@@ -20,6 +20,7 @@ my $hoppy = Upstream->new(name => 'hoppy', headers => [
     'X-Powered-By: upstream-framework',
     'X-Frame-Options: ALLOWALL',
     'X-Kept: yes',
+    'Via: 1.0 inner',
 ]);
 my $named = Upstream->new(name => 'named');
 my $srv   = Upstream->new(name => 'srv');
@@ -184,7 +185,7 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     is $r->header('strict-transport-security'), 'max-age=63072000', 'response_header sets';
     ok !defined $r->header('x-powered-by'), 'response_header -NAME removes';
     is $r->header('x-frame-options'), 'DENY', 'response_header replaces the upstream value';
-    like $r->header('via') // '', qr/\b1\.1 portico\b/, 'Via on the response';
+    like $r->header('via') // '', qr/^1\.0 inner,\s*1\.1 portico$/, 'Via appended to the upstream\'s';
     is $r->body, "hello from hoppy\n", 'body intact';
     my $r2 = $r->conn->request('GET', '/hoppy/y');
     is $r2->status, 200, 'keep-alive after hop-by-hop response';

@@ -25,6 +25,10 @@ my $cutc  = Upstream->new(name => 'cutc', size => 200000, cut => 50000, chunked 
 my $cutr  = Upstream->new(name => 'cutr', size => 200000, cut => 50000, cut_reset => 1);
 my $closer = Upstream->new(name => 'closer', close => 1);
 my $resetter = Upstream->new(name => 'resetter', reset => 1);
+my $reset2 = Upstream->new(name => 'reset2', reset => 1);
+my $ok3   = Upstream->new(name => 'ok3');
+my $dead3 = Upstream->refused(name => 'dead3');
+my $ok4   = Upstream->new(name => 'ok4');
 
 # Does a connect to a non-routable address hang here (for connect_timeout)?
 my $blackhole = '10.255.255.1';
@@ -42,7 +46,8 @@ my $hangs = do {
 
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
-           cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter);
+           cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
+           reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4);
 my $conf = <<'EOF';
 [listener web]
 listen = 127.0.0.1:{port}
@@ -97,6 +102,19 @@ max_fails = 2
 fail_timeout = 60s
 retries = 0
 
+[upstream retry]
+server = {up:reset2}
+server = {up:ok3}
+retries = 1
+max_fails = 1000
+
+[upstream recover]
+server = {up:dead3}
+server = {up:ok4}
+max_fails = 1
+fail_timeout = 1s
+retries = 0
+
 [upstream alldown]
 server = {up:ok} down
 server = {up:ok2} down
@@ -108,7 +126,8 @@ retries = 0
 EOF
 $conf =~ s/BLACKHOLE/$blackhole/;
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
-  qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown blackhole);
+  qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
+     blackhole retry recover);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -189,6 +208,44 @@ for my $u (qw(cut cutc cutr)) {
     }
     is $n{502}, 2, 'exactly max_fails (2) requests failed' or diag explain \%n;
     is $n{200}, 10, 'then the failing server was skipped';
+}
+
+# After fail_timeout the failed server is tried again.
+{
+    my %n;
+    $n{ http_get($port, "/recover/$_")->status }++ for 1 .. 6;
+    is $n{502}, 1, 'recover: one failure marks the server down';
+    sleep 1.5;
+    my %m;
+    $m{ http_get($port, "/recover/again$_")->status }++ for 1 .. 6;
+    is $m{502}, 1, 'recover: tried again after fail_timeout';
+}
+
+# Retries: an idempotent request whose upstream reset after receiving it is
+# retried on the other server; a POST (not idempotent) is not.
+{
+    my $all = 0;
+    for my $i (1 .. 6) {
+        my $r = http_get($port, "/retry/get$i");
+        $all++ if $r->status == 200 && $r->header('x-backend') eq 'ok3';
+    }
+    is $all, 6, 'GET after an upstream reset: retried on the other server, all 200';
+    ok scalar(grep { $_->{method} eq 'GET' } $reset2->requests), 'the resetting server did get some GETs';
+    my (%st, $posts_reset);
+    for my $i (1 .. 6) {
+        my $before = scalar grep { $_->{method} eq 'POST' } $reset2->requests;
+        my $r = http_request($port, 'POST', "/retry/post$i", body => "post-$i");
+        my $after = scalar grep { $_->{method} eq 'POST' } $reset2->requests;
+        $st{ $r->status }++;
+        if ($after > $before) {
+            $posts_reset++;
+            is $r->status, 502, "POST $i reset by the upstream: 502, not retried";
+            ok !grep({ $_->{target} eq "/retry/post$i" } $ok3->requests), "POST $i not sent to the other server";
+        } else {
+            is $r->status, 200, "POST $i answered";
+        }
+    }
+    ok $posts_reset, "some POSTs went to the resetting server ($posts_reset)";
 }
 
 # All servers down: 503.
