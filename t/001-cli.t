@@ -283,4 +283,8 @@ EOF
     isnt $r3->{exit}, 0, '-s with an unknown signal word fails';
 }
 
+# No sanitizer report from any of the runs above.
+my @san = grep { /Sanitizer|runtime error:/ } map { Portico::slurp($_) } glob("$dir/run*.out $dir/run*.err");
+ok !@san, 'no sanitizer report from any CLI run' or diag substr(join("\n", @san), 0, 3000);
+
 done_testing;

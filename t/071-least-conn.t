@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes qw(sleep);
 use Portico;
 use Upstream;
 
@@ -62,6 +63,7 @@ ok $ps >= 2 && $pf >= 2, 'least_conn spread the in-flight requests over both ser
 # Release the fast server: its requests complete, the slow one keeps its own.
 write_file($hold_fast, '');
 ok wait_for(sub { $fast->pending == 0 }, T(10)), 'fast server answered its requests';
+sleep 0.3;    # let portico finish reading those responses (counts drop then)
 my $inflight = $slow->pending;
 cmp_ok $inflight, '>=', 1, "slow server holds $inflight requests";
 
@@ -99,6 +101,7 @@ for my $round (1 .. 4) {
     }
     write_file($hold_fast, '');
     wait_for(sub { $fast->pending == 0 }, T(10));
+    sleep 0.3;
     my $held = $slow->pending;
     my $bad = 0;
     for my $i (1 .. 10) {
