@@ -253,7 +253,6 @@ static int request_host(struct exchange *x, struct slice *host, struct slice *pa
             e++;
         hdr = (struct slice){t + s, e - s};
         *path = (struct slice){t + e, tn - e};
-        if (path->n == 0 || path->p[0] == '?') return -2; /* rewritten as "/" by proxy */
     } else if (!(tn >= 1 && t[0] == '/') && !(tn == 1 && t[0] == '*')) {
         return -1;
     }
@@ -378,6 +377,10 @@ static void dispatch(struct worker *w, struct conn *c)
     struct slice host = {"", 0}, path;
     int hr = request_host(x, &host, &path);
     keep_for_log(x, host);
+    /* RFC 9112 3: single spaces between the parts; llhttp tolerates more. */
+    if (m->target != m->method + m->method_len + 1 ||
+        memcmp(m->base + m->target + m->target_len, " HTTP/", 6) != 0)
+        return conn_error(w, c, 400, "malformed request line");
     if (hr == -1) return conn_error(w, c, 400, "bad Host or request target");
     if (path_has_dot_segment(path.p, path.n)) return conn_error(w, c, 400, "dot segment in path");
     const char *q = memchr(path.p, '?', path.n);
@@ -387,6 +390,13 @@ static void dispatch(struct worker *w, struct conn *c)
         route_match(w->cfg, l->index, host.p, host.n, plen ? path.p : "/", plen ? plen : 1);
     if (!r) return conn_error(w, c, 404, "no route");
     x->route = r;
+    /* Size first, as nginx does: a too-large body is refused whatever the method. */
+    int64_t limit = r->max_body_size >= 0 ? r->max_body_size : l->max_body_size;
+    if ((m->flags & H1_HAS_LENGTH) && m->content_length > (uint64_t)limit)
+        return conn_error(w, c, 413, "body larger than max_body_size");
+    m->body_limit = limit;
+    if (m->body_seen > (uint64_t)limit)
+        return conn_error(w, c, 413, "body larger than max_body_size");
     if (!route_method_allowed(r, m->base + m->method, m->method_len)) {
         char hdr[600];
         snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", r->allow);
@@ -395,12 +405,6 @@ static void dispatch(struct worker *w, struct conn *c)
                          (int)x->rid_len, x->rid);
         return conn_respond(w, c, 405, hdr, body, (size_t)n);
     }
-    int64_t limit = r->max_body_size >= 0 ? r->max_body_size : l->max_body_size;
-    if ((m->flags & H1_HAS_LENGTH) && m->content_length > (uint64_t)limit)
-        return conn_error(w, c, 413, "body larger than max_body_size");
-    m->body_limit = limit;
-    if (m->body_seen > (uint64_t)limit)
-        return conn_error(w, c, 413, "body larger than max_body_size");
 
     switch (r->action) {
     case ACTION_RETURN:
@@ -423,20 +427,27 @@ static bool head_parse(struct worker *w, struct conn *c)
 {
     struct buf *in = c->in;
     struct exchange *x = c->x;
-    if (in->lo >= in->hi) return false;
-    uint32_t stop;
-    enum http1_result r = http1_execute(&x->req, in->data, in->lo, in->hi, &stop);
-    if (r == HTTP1_ERROR) {
-        conn_error(w, c, x->req.error, x->req.error_reason ? x->req.error_reason : "bad request");
-        return true;
+    /* The head starts at offset 0; llhttp never sees more than the limit, so
+     * a head that does not end within max_header_size is refused however it
+     * arrives. */
+    uint32_t limit = (uint32_t)c->wl->listener->max_header_size;
+    uint32_t to = in->hi < limit ? in->hi : limit;
+    if (in->lo < to) {
+        uint32_t stop;
+        enum http1_result r = http1_execute(&x->req, in->data, in->lo, to, &stop);
+        if (r == HTTP1_ERROR) {
+            conn_error(w, c, x->req.error,
+                       x->req.error_reason ? x->req.error_reason : "bad request");
+            return true;
+        }
+        in->lo = r == HTTP1_DONE ? stop : to;
+        if (x->req.flags & H1_HEAD_DONE) {
+            dispatch(w, c);
+            return true;
+        }
     }
-    in->lo = r == HTTP1_DONE ? stop : in->hi;
-    if (x->req.flags & H1_HEAD_DONE) {
-        dispatch(w, c);
-        return true;
-    }
-    size_t limit = c->wl->listener->max_header_size;
-    if (in->hi >= limit || in->hi >= in->cap) {
+    if (to < limit && in->hi < in->cap) return false;
+    {
         conn_error(w, c, (x->req.flags & H1_URL_DONE) ? 431 : 414, "request head too large");
         return true;
     }
@@ -472,8 +483,9 @@ static bool head_read(struct worker *w, struct conn *c)
         size_t room = in->cap - in->hi;
         ssize_t n = read(c->fd, in->data + in->hi, room);
         /* A short read drained the socket; edge-triggered epoll reports the
-         * next arrival, so skip the read that would only say EAGAIN. */
-        if (n > 0 && (size_t)n < room) c->can_read = false;
+         * next arrival, so skip the read that would only say EAGAIN. Not so
+         * when the FIN came with the last edge: no edge will announce it. */
+        if (n > 0 && (size_t)n < room && !c->rdhup) c->can_read = false;
         if (n > 0) {
             if (c->state == CONN_IDLE) {
                 conn_set_state(c, CONN_HEAD);
@@ -543,6 +555,7 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
 {
     if (c->state == CONN_CLOSED) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->can_read = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->can_write = true;
     if ((events & EPOLLERR) && c->state != CONN_PROXY) {
         conn_close(w, c, "socket error");

@@ -54,6 +54,7 @@ struct conn {
     uint8_t state;
     bool can_read, can_write; /* edge-triggered readiness not yet used up */
     bool close_after;         /* answer with Connection: close, then close */
+    bool rdhup;               /* the peer's FIN is queued: keep reading to EOF */
     bool had_bytes;           /* any byte of the current request seen */
     int fd;
     const struct worker_listen *wl;
@@ -82,6 +83,7 @@ struct uconn {
     uint8_t state;
     bool can_read, can_write;
     bool reused; /* came from the pool: a failure before any byte is retryable */
+    bool rdhup;  /* the server's FIN is queued: keep reading to EOF */
     int fd;
     const struct conf_server *server;
     struct buf *in;

@@ -17,6 +17,18 @@
 
 enum pump { STALL, PROGRESS, ENDED };
 
+/* Drop parsed bytes once nothing refers to them any more. */
+static void buf_compact(struct buf *b)
+{
+    if (b->lo == b->hi) {
+        b->lo = b->hi = 0;
+    } else if (b->lo) {
+        memmove(b->data, b->data + b->lo, b->hi - b->lo);
+        b->hi -= b->lo;
+        b->lo = 0;
+    }
+}
+
 /* ---- head writer ---- */
 
 struct wr {
@@ -523,21 +535,24 @@ static enum pump pump_req(struct worker *w, struct exchange *x)
         if (x->req_body_done)
             x->req_sent = true;
         else
-            c->in->lo = c->in->hi = 0;
+            buf_compact(c->in);
         return PROGRESS;
     }
-    if (x->req_body_done || !c->can_read) return STALL;
+    if (x->req_body_done) return STALL;
     struct buf *in = c->in;
-    size_t room = in->cap - in->hi;
-    ssize_t n = read(c->fd, in->data + in->hi, room);
-    if (n > 0 && (size_t)n < room) c->can_read = false; /* drained: see head_read */
-    if (n < 0 && errno == EINTR) return PROGRESS;
-    if (n < 0 && errno == EAGAIN) {
-        c->can_read = false;
-        return STALL;
+    if (in->lo >= in->hi) { /* nothing left to parse: read */
+        if (!c->can_read) return STALL;
+        size_t room = in->cap - in->hi;
+        ssize_t n = read(c->fd, in->data + in->hi, room);
+        if (n > 0 && (size_t)n < room && !c->rdhup) c->can_read = false; /* see head_read */
+        if (n < 0 && errno == EINTR) return PROGRESS;
+        if (n < 0 && errno == EAGAIN) {
+            c->can_read = false;
+            return STALL;
+        }
+        if (n <= 0) return abort_client(w, x, "client closed during the request body");
+        in->hi += (uint32_t)n;
     }
-    if (n <= 0) return abort_client(w, x, "client closed during the request body");
-    in->hi += (uint32_t)n;
     uint32_t stop;
     enum http1_result r = http1_execute(&x->req, in->data, in->lo, in->hi, &stop);
     if (r == HTTP1_ERROR) {
@@ -556,7 +571,7 @@ static enum pump pump_req(struct worker *w, struct exchange *x)
         if (x->req_body_done)
             x->req_sent = true;
         else
-            in->lo = in->hi = 0;
+            buf_compact(in);
     }
     return PROGRESS;
 }
@@ -634,12 +649,11 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
         enum io_result r = out_write(c->fd, &x->cl_out, &c->can_write);
         if (r == IO_AGAIN) return STALL;
         if (r == IO_ERROR) return abort_client(w, x, "write to client failed");
-        if (x->resp_head_done && (x->resp.flags & H1_MSG_DONE)) {
-            if (!x->req_body_done) c->close_after = true;
-            return finish(w, x);
-        }
         if (x->resp_head_done && u && u->in && u->in->lo == u->in->hi) u->in->lo = u->in->hi = 0;
-        return PROGRESS;
+    }
+    if (x->resp_head_done && (x->resp.flags & H1_MSG_DONE)) {
+        if (!x->req_body_done) c->close_after = true;
+        return finish(w, x);
     }
     if (!u || u->state != UCONN_ACTIVE || !u->can_read) return STALL;
     if (!u->in && !(u->in = worker_buf_get(w))) return abort_client(w, x, "out of buffers");
@@ -647,7 +661,7 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
     if (in->hi >= in->cap) return attempt_failed(w, x, 502, "response head too large", false);
     size_t room = in->cap - in->hi;
     ssize_t n = read(u->fd, in->data + in->hi, room);
-    if (n > 0 && (size_t)n < room) u->can_read = false; /* drained: see head_read */
+    if (n > 0 && (size_t)n < room && !u->rdhup) u->can_read = false; /* see head_read */
     if (n < 0 && errno == EINTR) return PROGRESS;
     if (n < 0 && errno == EAGAIN) {
         u->can_read = false;
@@ -725,6 +739,7 @@ void proxy_upstream_event(struct worker *w, struct uconn *u, uint32_t events)
     }
     struct conn *c = x->c;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->can_read = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->rdhup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) u->can_write = true;
     if (u->state == UCONN_CONNECTING) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
