@@ -164,7 +164,7 @@ my $big_md5 = md5_hex($big);
     my $c = Portico::Client->new($port);
     my $r = $c->request('GET', '/close-delimited', headers => ['X-Up-Close-Delimited: 1', 'X-Up-Size: 100000']);
     is $r->status, 200, 'close-delimited upstream response' or diag $r->summary;
-    ok $r->{complete}, 'complete response';
+    ok $r->{complete}, 'complete response' or diag "error: " . ($r->error // '') . '; ' . substr($r->summary, 0, 300);
     bytes_is $r->body, Upstream::pattern(100000), 'close-delimited body intact';
     is $r->framing, 'chunked', 'delivered chunked to the HTTP/1.1 client';
     my $r2 = $c->request('GET', '/after-close-delimited');
