@@ -9,8 +9,10 @@ use Portico;
 use Upstream;
 
 my $up = Upstream->new(name => 'app', echo => 1);
+my $nopool = Upstream->new(name => 'nopool');
+my $short = Upstream->new(name => 'short');
 
-my $p = Portico->start(<<'EOF', upstreams => { app => $up });
+my $p = Portico->start(<<'EOF', upstreams => { app => $up, nopool => $nopool, short => $short });
 [listener web]
 listen = 127.0.0.1:{port}
 
@@ -20,6 +22,22 @@ max_requests = 3
 
 [upstream app]
 server = {up:app}
+
+[upstream nopool]
+server = {up:nopool}
+keepalive = 0
+
+[upstream short]
+server = {up:short}
+keepalive_timeout = 1s
+
+[route nopool]
+path = /nopool/
+upstream = nopool
+
+[route short]
+path = /short/
+upstream = short
 
 [route local]
 path = /local/
@@ -55,6 +73,27 @@ my $port = $p->port;
     my $conns = $up->connections;
     is $up->request_count, 10, '10 requests reached the upstream';
     ok $conns < 10, "upstream pool shared by client connections ($conns connections)";
+}
+
+# keepalive = 0: no upstream connection is kept.
+{
+    my $c = Portico::Client->new($port);
+    my $ok = 0;
+    for my $i (1 .. 5) { $ok++ if $c->request('GET', "/nopool/$i")->status == 200 }
+    is $ok, 5, 'keepalive = 0: requests served';
+    is $nopool->connections, 5, 'keepalive = 0: one upstream connection per request';
+    ok wait_for(sub { $nopool->active == 0 }, T(3)), 'keepalive = 0: no upstream connection left open';
+}
+
+# keepalive_timeout: an idle pooled upstream connection is closed.
+{
+    my $r = http_get($port, '/short/x');
+    is $r->status, 200, 'keepalive_timeout: request served';
+    ok wait_for(sub { $short->active == 1 }, T(2)), 'pooled upstream connection open';
+    ok wait_for(sub { $short->active == 0 }, T(5)), 'pooled upstream connection closed after keepalive_timeout';
+    my $r2 = $r->conn->request('GET', '/short/y');
+    is $r2->status, 200, 'next request opens a new one';
+    is $short->connections, 2, 'two upstream connections in all';
 }
 
 # HTTP/1.0 without keep-alive: response, then close.

@@ -87,6 +87,15 @@ sub serve_all {
     $p->check_logs;
 }
 
+# reuseport = off: one shared socket, both workers serve.
+{
+    (my $c2 = $conf) =~ s/workers = 2/workers = 2\nreuseport = off/;
+    my $p = Portico->start($c2, upstreams => { app => $up });
+    is scalar(my @w = $p->workers), 2, 'reuseport = off: two workers';
+    is serve_all($p->port, 20), 20, 'reuseport = off: serving';
+    $p->finish;
+}
+
 # A worker exits when its master dies.
 {
     my $p = Portico->start($conf, upstreams => { app => $up });
