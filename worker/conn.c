@@ -166,7 +166,7 @@ void conn_respond(struct worker *w, struct conn *c, int status, const char *extr
                   const char *body, size_t body_len)
 {
     struct exchange *x = c->x;
-    if (!x->resphead) x->resphead = worker_buf_get(w);
+    if (!x->resphead) x->resphead = worker_buf_get(w, BUF_BIG);
     if (!x->resphead) {
         conn_close(w, c, "out of buffers");
         return;
@@ -447,6 +447,14 @@ static bool head_parse(struct worker *w, struct conn *c)
         }
     }
     if (to < limit && in->hi < in->cap) return false;
+    if (to < limit && in->cap < w->buf_size[BUF_BIG]) {
+        /* Most heads fit a small buffer; this one needs the big kind. */
+        if (worker_buf_grow(w, &c->in) < 0) {
+            conn_close(w, c, "out of buffers");
+            return true;
+        }
+        return false;
+    }
     {
         conn_error(w, c, (x->req.flags & H1_URL_DONE) ? 431 : 414, "request head too large");
         return true;
@@ -456,7 +464,7 @@ static bool head_parse(struct worker *w, struct conn *c)
 
 static bool head_start(struct worker *w, struct conn *c)
 {
-    if (!c->in && !(c->in = worker_buf_get(w))) {
+    if (!c->in && !(c->in = worker_buf_get(w, BUF_SMALL))) {
         conn_close(w, c, "out of buffers");
         return false;
     }

@@ -157,10 +157,11 @@ struct worker {
     struct lsock *ls;
     unsigned nls;
     unsigned nconns;
-    struct buf *free_bufs;
-    unsigned nfree_bufs;
-    uint32_t buf_size;
+    struct buf *free_bufs[2]; /* by enum buf_class */
+    unsigned nfree_bufs[2];
+    uint32_t buf_size[2];
     struct exchange *free_x;
+    unsigned nfree_x, nexchanges; /* spare and in use */
     uint16_t max_req_headers, max_resp_headers;
     struct conn *free_conns, *dead_conns;
     struct uconn *dead_uconns;
@@ -170,8 +171,14 @@ struct worker {
 };
 
 /* worker.c */
-struct buf *worker_buf_get(struct worker *w);
+/* A buffer from the free list: BUF_SMALL (heads of ordinary requests) or
+ * BUF_BIG (streaming, large heads). NULL when out of memory. */
+enum buf_class { BUF_SMALL, BUF_BIG };
+struct buf *worker_buf_get(struct worker *w, enum buf_class cls);
+/* Return *B to its free list and clear *B; NULL is fine. */
 void worker_buf_put(struct worker *w, struct buf **b);
+/* Move B's bytes into a big buffer (offsets stay valid). 0, or -1. */
+int worker_buf_grow(struct worker *w, struct buf **b);
 struct exchange *worker_exchange_get(struct worker *w);
 void worker_exchange_put(struct worker *w, struct exchange *x);
 int worker_epoll_add(struct worker *w, int fd, struct ev *ev);

@@ -355,11 +355,20 @@ static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same)
         x->attempts++;
     }
     x->server = s;
-    if (!x->reqhead && !(x->reqhead = worker_buf_get(w))) {
+    if (!x->reqhead && !(x->reqhead = worker_buf_get(w, BUF_SMALL))) {
         client_error(w, x, 503, "out of buffers");
         return ENDED;
     }
-    if (!build_request_head(w, x, s)) {
+    bool built = build_request_head(w, x, s);
+    if (!built && x->reqhead->cap < w->buf_size[BUF_BIG]) {
+        worker_buf_put(w, &x->reqhead);
+        if (!(x->reqhead = worker_buf_get(w, BUF_BIG))) {
+            client_error(w, x, 503, "out of buffers");
+            return ENDED;
+        }
+        built = build_request_head(w, x, s);
+    }
+    if (!built) {
         x->c->close_after = true;
         client_error(w, x, 431, "request head too large after rewriting");
         return ENDED;
@@ -407,7 +416,9 @@ static bool build_response_head(struct worker *w, struct exchange *x)
     const struct http1_msg *m = &x->resp;
     const struct conf_route *r = x->route;
     struct conn *c = x->c;
-    if (!x->resphead && !(x->resphead = worker_buf_get(w))) return false;
+    /* The request head is no longer needed once it is sent: reuse its buffer. */
+    if (!x->resphead && x->req_sent) x->resphead = x->reqhead;
+    if (!x->resphead && !(x->resphead = worker_buf_get(w, BUF_SMALL))) return false;
     struct wr o = {x->resphead->data, 0, x->resphead->cap, false};
     struct tokens tk;
     connection_tokens(m, &tk);
@@ -462,6 +473,18 @@ static bool build_response_head(struct worker *w, struct exchange *x)
     x->resphead->hi = (uint32_t)o.n;
     x->status = m->status;
     return !o.overflow;
+}
+
+/* The rewritten head did not fit a small buffer: once more in a big one. */
+static bool build_response_head_big(struct worker *w, struct exchange *x)
+{
+    if (x->resphead->cap >= w->buf_size[BUF_BIG]) return false;
+    if (x->resphead == x->reqhead)
+        x->resphead = NULL;
+    else
+        worker_buf_put(w, &x->resphead);
+    if (!(x->resphead = worker_buf_get(w, BUF_BIG))) return false;
+    return build_response_head(w, x);
 }
 
 static void queue_resp_body(struct exchange *x, char *base, uint32_t lo, uint32_t hi, bool last)
@@ -608,7 +631,7 @@ static enum pump resp_parsed(struct worker *w, struct exchange *x, enum http1_re
         if (retry_on_status(w, x)) return PROGRESS;
         if (x->c->state != CONN_PROXY) return ENDED;
         x->resp_head_done = true;
-        if (!build_response_head(w, x))
+        if (!build_response_head(w, x) && !build_response_head_big(w, x))
             return attempt_failed(w, x, 502, "response head too large", false);
         out_reset(&x->cl_out);
         out_add(&x->cl_out, x->resphead->data, x->resphead->hi);
@@ -656,7 +679,8 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
         return finish(w, x);
     }
     if (!u || u->state != UCONN_ACTIVE || !u->can_read) return STALL;
-    if (!u->in && !(u->in = worker_buf_get(w))) return abort_client(w, x, "out of buffers");
+    if (!u->in && !(u->in = worker_buf_get(w, BUF_BIG)))
+        return abort_client(w, x, "out of buffers");
     struct buf *in = u->in;
     if (in->hi >= in->cap) return attempt_failed(w, x, 502, "response head too large", false);
     size_t room = in->cap - in->hi;

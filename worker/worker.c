@@ -4,6 +4,7 @@
  * during a batch are freed only after it, so later events never see freed
  * memory. Buffers and exchanges come from free lists: no malloc per request. */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -23,7 +24,7 @@
 
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
-#define FREE_BUFS_KEPT 64 /* spare buffers kept after a burst */
+#define FREE_BUFS_KEPT 16 /* spare buffers always kept per class */
 #define EMFILE_PAUSE_MS 100
 
 _Static_assert(offsetof(struct conn, timer) == offsetof(struct uconn, timer),
@@ -31,16 +32,16 @@ _Static_assert(offsetof(struct conn, timer) == offsetof(struct uconn, timer),
 
 /* ---- pools ---- */
 
-struct buf *worker_buf_get(struct worker *w)
+struct buf *worker_buf_get(struct worker *w, enum buf_class cls)
 {
-    struct buf *b = w->free_bufs;
+    struct buf *b = w->free_bufs[cls];
     if (b) {
-        w->free_bufs = b->next;
-        w->nfree_bufs--;
+        w->free_bufs[cls] = b->next;
+        w->nfree_bufs[cls]--;
     } else {
-        b = malloc(sizeof(*b) + w->buf_size);
+        b = malloc(sizeof(*b) + w->buf_size[cls]);
         if (!b) return NULL;
-        b->cap = w->buf_size;
+        b->cap = w->buf_size[cls];
     }
     b->next = NULL;
     b->lo = b->hi = 0;
@@ -52,23 +53,40 @@ void worker_buf_put(struct worker *w, struct buf **bp)
     struct buf *b = *bp;
     if (!b) return;
     *bp = NULL;
-    if (w->nfree_bufs >= FREE_BUFS_KEPT && w->nconns < FREE_BUFS_KEPT) {
+    enum buf_class cls = b->cap == w->buf_size[BUF_BIG] ? BUF_BIG : BUF_SMALL;
+    /* Keep what the current load needs, give back what a burst left over. */
+    if (w->nfree_bufs[cls] >= FREE_BUFS_KEPT + w->nexchanges / 4) {
         free(b);
         return;
     }
-    b->next = w->free_bufs;
-    w->free_bufs = b;
-    w->nfree_bufs++;
+    b->next = w->free_bufs[cls];
+    w->free_bufs[cls] = b;
+    w->nfree_bufs[cls]++;
+}
+
+int worker_buf_grow(struct worker *w, struct buf **bp)
+{
+    struct buf *old = *bp, *b = worker_buf_get(w, BUF_BIG);
+    if (!b) return -1;
+    memcpy(b->data, old->data, old->hi);
+    b->lo = old->lo;
+    b->hi = old->hi;
+    worker_buf_put(w, bp);
+    *bp = b;
+    return 0;
 }
 
 struct exchange *worker_exchange_get(struct worker *w)
 {
     struct exchange *x = w->free_x;
     size_t hdrs = (size_t)w->max_req_headers + w->max_resp_headers;
-    if (x)
+    if (x) {
         w->free_x = x->next;
-    else if (!(x = malloc(sizeof(*x) + hdrs * sizeof(struct http1_header))))
+        w->nfree_x--;
+    } else if (!(x = malloc(sizeof(*x) + hdrs * sizeof(struct http1_header)))) {
         return NULL;
+    }
+    w->nexchanges++;
     memset(x, 0, sizeof(*x));
     http1_init(&x->req, true, x->req_headers, w->max_req_headers);
     return x;
@@ -76,10 +94,17 @@ struct exchange *worker_exchange_get(struct worker *w)
 
 void worker_exchange_put(struct worker *w, struct exchange *x)
 {
+    if (x->resphead == x->reqhead) x->resphead = NULL;
     worker_buf_put(w, &x->reqhead);
     worker_buf_put(w, &x->resphead);
+    w->nexchanges--;
+    if (w->nfree_x >= FREE_BUFS_KEPT + w->nexchanges / 4) {
+        free(x);
+        return;
+    }
     x->next = w->free_x;
     w->free_x = x;
+    w->nfree_x++;
 }
 
 int worker_epoll_add(struct worker *w, int fd, struct ev *ev)
@@ -267,7 +292,8 @@ static int setup(struct worker *w, const struct worker_args *a)
     w->shm = a->shm;
     w->slot = a->slot;
     w->channel = a->channel;
-    w->buf_size = buffer_size(a->cfg);
+    w->buf_size[BUF_BIG] = buffer_size(a->cfg);
+    w->buf_size[BUF_SMALL] = 4096 - sizeof(struct buf) - 16; /* a page with malloc's header */
     w->max_resp_headers = 200;
     w->max_req_headers = 1;
     for (unsigned i = 0; i < a->cfg->nlisteners; i++)
@@ -313,6 +339,10 @@ int worker_main(const struct worker_args *a)
     struct worker w;
     memset(&w, 0, sizeof(w));
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a signal */
+    /* Buffers and exchanges (>= 4 KiB) get pages of their own, so the memory
+     * of a burst goes back to the kernel when the free lists shrink, instead
+     * of staying stranded between small connection structs. */
+    mallopt(M_MMAP_THRESHOLD, 4000);
     if (setup(&w, a) < 0) {
         log_error("worker setup failed: %s", strerror(errno));
         return 2;
