@@ -121,7 +121,9 @@ uint32_t shm_server_active(const struct shm *s, unsigned id)
 {
     if (!s->hdr || id >= s->hdr->max_servers) return 0;
     uint64_t sum = 0;
-    for (unsigned slot = 0; slot < s->hdr->max_slots; slot++)
+    unsigned used = __atomic_load_n(&s->hdr->slots_used, __ATOMIC_RELAXED);
+    if (used > s->hdr->max_slots) used = s->hdr->max_slots;
+    for (unsigned slot = 0; slot < used; slot++)
         sum += __atomic_load_n(shm_cell(s, slot, id), __ATOMIC_RELAXED);
     return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
 }
@@ -129,7 +131,14 @@ uint32_t shm_server_active(const struct shm *s, unsigned id)
 void shm_conn_inc(struct shm *s, unsigned slot, unsigned id)
 {
     uint32_t *c = shm_cell(s, slot, id);
-    if (c) __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    if (!c) return;
+    /* Raise the high-water mark first, so a reader summing up to it never
+     * misses this slot's count. Rare: once per slot. */
+    uint32_t used = __atomic_load_n(&s->hdr->slots_used, __ATOMIC_RELAXED);
+    while (used <= slot && !__atomic_compare_exchange_n(&s->hdr->slots_used, &used, slot + 1, 1,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
 /* A dec after shm_slot_clear (a respawned slot whose predecessor's

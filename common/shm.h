@@ -18,6 +18,8 @@ struct shm_header {
     uint32_t max_slots, max_servers;
     uint64_t size;
     uint64_t conns_off; /* uint32_t [max_slots][max_servers] */
+    uint32_t slots_used; /* high-water mark of slots that counted: sums stop there */
+    uint32_t reserved;
 };
 
 struct shm {
