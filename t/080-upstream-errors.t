@@ -30,24 +30,14 @@ my $ok3   = Upstream->new(name => 'ok3');
 my $dead3 = Upstream->refused(name => 'dead3');
 my $ok4   = Upstream->new(name => 'ok4');
 
-# Does a connect to a non-routable address hang here (for connect_timeout)?
-my $blackhole = '10.255.255.1';
-my $hangs = do {
-    my $s = IO::Socket::INET->new(PeerAddr => $blackhole, PeerPort => 81, Proto => 'tcp', Blocking => 0);
-    my $r = 0;
-    if ($s) {
-        my $w = '';
-        vec($w, fileno $s, 1) = 1;
-        my $n = select(undef, my $wo = $w, undef, 0.7);
-        $r = 1 if $n == 0;    # still connecting after 0.7 s
-    }
-    $r;
-};
+# Connecting to it hangs (full accept queue), for connect_timeout.
+my $bh = Upstream->blackhole(name => 'bh');
+my $hangs = $bh->hangs;
 
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
-           reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4);
+           reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh);
 my $conf = <<'EOF';
 [listener web]
 listen = 127.0.0.1:{port}
@@ -120,11 +110,10 @@ server = {up:ok} down
 server = {up:ok2} down
 
 [upstream blackhole]
-server = BLACKHOLE:81
+server = {up:bh}
 connect_timeout = 1s
 retries = 0
 EOF
-$conf =~ s/BLACKHOLE/$blackhole/;
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
      blackhole retry recover);
@@ -169,7 +158,7 @@ sub error_response_ok {
 
 # connect_timeout.
 SKIP: {
-    skip "connecting to $blackhole does not hang on this machine", 5 unless $hangs;
+    skip "connecting to a full accept queue does not hang on this machine", 6 unless $hangs;
     my $t0 = time;
     my $r = http_get($port, '/blackhole/x', timeout => T(10));
     my $dt = time - $t0;

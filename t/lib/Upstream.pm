@@ -77,6 +77,27 @@ sub refused {
     return $self;
 }
 
+# A port where connecting hangs: a listener with a full accept queue
+# (backlog 0, one connection queued, never accepted) drops further SYNs.
+sub blackhole {
+    my ($class, %o) = @_;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+                                  Listen => 1) or die "blackhole: $!";
+    listen($l, 0);
+    my $fill = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $l->sockport,
+                                     Proto => 'tcp', Timeout => 2);
+    return bless { o => \%o, name => $o{name} // 'blackhole', port => $l->sockport,
+                   log => '/dev/null', keep => [$l, $fill] }, $class;
+}
+
+# True when connecting to this port hangs (checked with a 0.5 s timeout).
+sub hangs {
+    my ($self) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => 0.5);
+    return $s ? 0 : 1;
+}
+
 sub port { $_[0]{port} }
 sub addr { "127.0.0.1:$_[0]{port}" }
 sub name { $_[0]{name} }
