@@ -40,6 +40,12 @@ plan skip_all => "no binary at $bin" unless -x $bin;
     like $r->{all}, qr/configuration ok/, '-t says "configuration ok"';
 }
 
+# -t on every shipped example
+for my $f (glob(repo_root() . '/etc/examples/*.ini')) {
+    my $r = portico_t('-t', '-c', $f);
+    is $r->{exit}, 0, "-t $f exits 0" or diag $r->{all};
+}
+
 # A minimal valid configuration.
 my $port = free_port();
 my $up = free_port();
