@@ -21,6 +21,8 @@ my $hoppy = Upstream->new(name => 'hoppy', headers => [
     'X-Frame-Options: ALLOWALL',
     'X-Kept: yes',
     'Via: 1.0 inner',
+    'Set-Cookie: a=1; Path=/',
+    'Set-Cookie: b=2; Path=/',
 ]);
 my $named = Upstream->new(name => 'named');
 my $srv   = Upstream->new(name => 'srv');
@@ -148,6 +150,33 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     is $r->header('x-request-id'), 'client-id-123_ABC', 'and echoed';
 }
 
+# Field values: obs-text bytes, empty values, repeated fields, case of names.
+{
+    my $r = http_get($port, '/values', headers => [
+        "X-Utf8: caf\xc3\xa9 \xff",
+        'X-Empty:',
+        'X-Spaces:    padded value   ',
+        'Cookie: a=1',
+        'Cookie: b=2',
+        'x-lower-case: yes',
+    ]);
+    is $r->status, 200, 'request with obs-text, empty and repeated fields' or diag $r->summary;
+    my $q = last_req($plain);
+    is $q->header('x-utf8'), "caf\xc3\xa9 \xff", 'obs-text bytes forwarded as they are';
+    ok $q->has_header('x-empty'), 'empty field forwarded';
+    is $q->header('x-empty'), '', 'with an empty value';
+    is $q->header('x-spaces'), 'padded value', 'surrounding whitespace trimmed';
+    is $q->header('cookie'), 'a=1, b=2', 'both Cookie fields forwarded';
+    is $q->header('x-lower-case'), 'yes', 'lower-case field name forwarded';
+}
+
+# Several X-Forwarded-For fields: all kept, in order, the client appended.
+{
+    http_get($port, '/xff', headers => ['X-Forwarded-For: 1.1.1.1', 'X-Forwarded-For: 2.2.2.2, 3.3.3.3']);
+    is last_req($plain)->header('x-forwarded-for'), '1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1',
+      'X-Forwarded-For fields combined in order, client address last';
+}
+
 # Hop-by-hop request headers removed.
 {
     my $r = http_get($port, '/hop', headers => [
@@ -187,6 +216,8 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     is $r->header('x-frame-options'), 'DENY', 'response_header replaces the upstream value';
     like $r->header('via') // '', qr/^1\.0 inner,\s*1\.1 portico$/, 'Via appended to the upstream\'s';
     is $r->body, "hello from hoppy\n", 'body intact';
+    is_deeply [$r->headers_named('set-cookie')], ['a=1; Path=/', 'b=2; Path=/'],
+      'two Set-Cookie headers kept separate';
     my $r2 = $r->conn->request('GET', '/hoppy/y');
     is $r2->status, 200, 'keep-alive after hop-by-hop response';
 }

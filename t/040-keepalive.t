@@ -173,5 +173,30 @@ my $port = $p->port;
     ok $c->closed(T(3)), 'closed after the last pipelined request with Connection: close';
 }
 
+# Nothing after a request with Connection: close is processed.
+{
+    $up->reset_log;
+    my $c = Portico::Client->new($port);
+    $c->send(build_request('GET', '/last', headers => ['Connection: close'])
+      . build_request('GET', '/after-last'));
+    my $r = $c->read_response;
+    is $r->status, 200, 'request with Connection: close answered';
+    ok $c->closed(T(3)), 'then closed';
+    is $c->buffered, '', 'no second response';
+    ok !grep({ $_->{target} eq '/after-last' } $up->heads), 'the request after it never reached the upstream';
+}
+
+# A valid request followed by garbage: the first is answered, then 400.
+{
+    my $c = Portico::Client->new($port);
+    $c->send(build_request('GET', '/valid') . "GARBAGE\r\n\r\n");
+    my $r = $c->read_response;
+    is $r->status, 200, 'valid pipelined request answered';
+    like $r->body, qr{"target":"/valid"}, 'with its own response';
+    $r = $c->read_response;
+    is $r->status, 400, 'the garbage after it gets 400';
+    ok $c->closed(T(3)), 'and the connection is closed';
+}
+
 $p->finish;
 done_testing;

@@ -52,6 +52,17 @@ sub raw {
     $up->reset_log;
 }
 
+# A long target that fits is forwarded intact.
+{
+    my $t = '/long/' . join('/', map { "seg$_" } 1 .. 200);
+    $t = substr($t, 0, 1500);
+    my ($r) = raw("GET $t HTTP/1.1\r\nHost: h.test\r\n\r\n");
+    is $r->status, 200, 'a 1500-byte target under max_header_size' or diag $r->summary;
+    my ($q) = $up->requests;
+    is $q->{target}, $t, 'forwarded intact';
+    $up->reset_log;
+}
+
 # Request line too long: 414.
 {
     my ($r, $c) = raw("GET /" . ('a' x 3000) . " HTTP/1.1\r\nHost: h.test\r\n\r\n");

@@ -20,6 +20,10 @@ my $garbage = Upstream->new(name => 'garbage', raw => "this is not http\r\n\r\n"
 my $badstatus = Upstream->new(name => 'badstatus', raw => "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n");
 my $badcl = Upstream->new(name => 'badcl', raw => "HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello");
 my $badhdr = Upstream->new(name => 'badhdr', raw => "HTTP/1.1 200 OK\r\nNo colon here\r\nContent-Length: 2\r\n\r\nhi");
+my $clte  = Upstream->new(name => 'clte', raw => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+my $twocl = Upstream->new(name => 'twocl', raw => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc");
+my $early = Upstream->new(name => 'early', raw => "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+my $trail = Upstream->new(name => 'trail', raw => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n");
 my $cut   = Upstream->new(name => 'cut', size => 200000, cut => 50000);
 my $cutc  = Upstream->new(name => 'cutc', size => 200000, cut => 50000, chunked => 1);
 my $cutr  = Upstream->new(name => 'cutr', size => 200000, cut => 50000, cut_reset => 1);
@@ -37,6 +41,7 @@ my $hangs = $bh->hangs;
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
+           clte => $clte, twocl => $twocl, early => $early, trail => $trail,
            reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh);
 my $conf = <<'EOF';
 [listener web]
@@ -69,6 +74,18 @@ retries = 0
 server = {up:badhdr}
 retries = 0
 
+[upstream clte]
+server = {up:clte}
+retries = 0
+[upstream twocl]
+server = {up:twocl}
+retries = 0
+[upstream early]
+server = {up:early}
+retries = 0
+[upstream trail]
+server = {up:trail}
+retries = 0
 [upstream cut]
 server = {up:cut}
 retries = 0
@@ -116,7 +133,7 @@ retries = 0
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
-     blackhole retry recover);
+     blackhole retry recover clte twocl early trail);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -170,6 +187,26 @@ SKIP: {
 for my $u (qw(garbage badstatus badcl badhdr)) {
     my $r = http_get($port, "/$u/x");
     error_response_ok($r, 502, "invalid upstream response ($u)");
+}
+
+# Response framing from the upstream.
+{
+    my $r = http_get($port, '/clte/x');
+    ok $r->status == 502 || ($r->status == 200 && $r->body eq 'abc' && !defined $r->header('content-length')),
+      'upstream response with Content-Length and Transfer-Encoding: 502, or chunked wins and CL is dropped'
+      or diag $r->summary;
+    $r = http_get($port, '/twocl/x');
+    error_response_ok($r, 502, 'upstream response with two different Content-Length');
+    $r = http_get($port, '/early/x');
+    is $r->status, 200, 'interim 103 from the upstream, then the final response' or diag $r->summary;
+    is $r->body, 'ok', 'final body after the 1xx';
+    my $r2 = $r->conn->request('GET', '/early/y');
+    is $r2->status, 200, 'connection in sync after an upstream 1xx';
+    $r = http_get($port, '/trail/x');
+    is $r->status, 200, 'chunked response with trailers';
+    is $r->body, 'hello world', 'body intact';
+    $r2 = $r->conn->request('GET', '/trail/y');
+    is $r2->status, 200, 'connection in sync after trailers';
 }
 
 # Close or reset without a response.
