@@ -20,6 +20,7 @@ max_body_size = 1k
 header_timeout = 1s
 idle_timeout = 1s
 body_timeout = 1s
+send_timeout = 1s
 
 [upstream app]
 server = {up:app}
@@ -161,6 +162,29 @@ sub raw {
     # A fresh connection that sends nothing is closed too.
     my $c2 = Portico::Client->new($port);
     ok $c2->closed(T(5)), 'silent new connection closed';
+    $up->reset_log;
+}
+
+# The client-side timeouts do not fire while the upstream is working.
+{
+    my $c = Portico::Client->new($port);
+    my $r = $c->request('GET', '/slow-upstream', headers => ['X-Up-Delay: 2.5'], timeout => T(10));
+    is $r->status, 200, 'slow upstream (2.5 s) answered despite 1 s client timeouts' or diag $r->summary;
+    my $r2 = $c->request('POST', '/slow-upstream-post', body => 'abc', headers => ['X-Up-Delay: 2.5'], timeout => T(10));
+    is $r2->status, 200, 'same for a request with a body' or diag $r2->summary;
+    $up->reset_log;
+}
+
+# send_timeout: a client that stops reading is dropped.
+{
+    my $c = Portico::Client->new($port);
+    setsockopt($c->sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 65536);
+    $c->send(build_request('GET', '/huge', headers => ['X-Up-Size: 40000000']));
+    sleep 3.5;
+    my $r = $c->read_response(timeout => T(20));
+    ok !$r->{complete}, 'a client that does not read for longer than send_timeout does not get the whole body';
+    ok length($r->body) < 40000000, 'short body (' . length($r->body) . ' bytes)';
+    ok $c->{eof}, 'connection closed by portico';
     $up->reset_log;
 }
 
