@@ -40,10 +40,69 @@ plan skip_all => "no binary at $bin" unless -x $bin;
     like $r->{all}, qr/configuration ok/, '-t says "configuration ok"';
 }
 
-# -t on every shipped example
-for my $f (glob(repo_root() . '/etc/examples/*.ini')) {
+# -t on every shipped example and a rich configuration; -T of each is a
+# valid configuration too, and dumping that again gives the same text.
+my $rich = <<'EOF';
+[main]
+workers = 3
+log_level = warn
+access_log = stdout
+access_log_format = json
+[listener a]
+listen = 127.0.0.1:1
+listen = [::1]:2
+max_body_size = 1m
+idle_timeout = 250ms
+[listener b]
+listen = *:3
+[upstream u]
+balance = least_conn
+server = 127.0.0.1:4 weight=3 max_conns=10 name=first
+server = 127.0.0.1:5 backup
+server = 127.0.0.1:6 down
+host_header = backend.internal
+retries = 0
+[upstream v]
+balance = ip_hash
+server = 127.0.0.1:7
+host_header = server
+[route r1]
+listener = a
+host = api.example.com
+host = *.example.org
+path = = /exact
+methods = GET HEAD
+upstream = u
+strip_prefix = /x
+add_prefix = /y
+request_header = X-A: 1
+request_header = -X-B
+response_header = X-C: 2
+max_body_size = 2k
+access_log = off
+expose_upstream = on
+[route r2]
+redirect = 301 https://$host$request_uri
+path = /old/
+[route r3]
+return = 200 hello world
+[route r4]
+path = /v/
+upstream = v
+EOF
+for my $f (glob(repo_root() . '/etc/examples/*.ini'), write_file("$dir/rich.ini", $rich)) {
     my $r = portico_t('-t', '-c', $f);
     is $r->{exit}, 0, "-t $f exits 0" or diag $r->{all};
+    my $d = portico_t('-T', '-c', $f);
+    is $d->{exit}, 0, "-T $f exits 0";
+    (my $name = $f) =~ s{.*/}{};
+    my $ini = join "\n", grep { !/configuration ok/ } split /\n/, $d->{out};
+    my $f2 = write_file("$dir/dumped-$name", "$ini\n");
+    my $r2 = portico_t('-t', '-c', $f2);
+    is $r2->{exit}, 0, "-T output of $name passes -t" or diag $r2->{all};
+    my $d2 = portico_t('-T', '-c', $f2);
+    my $strip = sub { join "\n", grep { !/^\s*[#;]/ } split /\n/, shift };
+    is $strip->($d2->{out}), $strip->($d->{out}), "-T of the -T output of $name is the same";
 }
 
 # A minimal valid configuration.
