@@ -125,6 +125,23 @@ my $port = $p->port;
     ok $c->closed(T(3)), 'closed afterwards';
 }
 
+# HTTP/1.0 with Connection: keep-alive (ab -k): keep-alive is optional, but
+# the answer must be consistent: keep-alive announced and a length, or closed.
+for my $path ('/local/k', '/k10') {
+    my $c = Portico::Client->new($port);
+    $c->send("GET $path HTTP/1.0\r\nHost: h.test\r\nConnection: keep-alive\r\n\r\n");
+    my $r = $c->read_response;
+    is $r->status, 200, "HTTP/1.0 keep-alive request $path";
+    isnt $r->framing, 'chunked', 'not chunked to HTTP/1.0';
+    if (($r->header('connection') // '') =~ /keep-alive/i) {
+        is $r->framing, 'length', 'keep-alive announced: Content-Length given';
+        my $r2 = $c->request('GET', $path, version => '1.0', headers => ['Connection: keep-alive']);
+        is $r2->status, 200, 'second HTTP/1.0 request on the kept connection';
+    } else {
+        ok $c->closed(T(3)), 'no keep-alive announced: connection closed';
+    }
+}
+
 # Connection: close from the client.
 {
     my $c = Portico::Client->new($port);

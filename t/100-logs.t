@@ -81,8 +81,12 @@ sub check_error_log {
     http_get($port, '/quiet/x');
     my $r3 = http_get($port, '/local/y', headers => ['X-Request-ID: local-id-1']);
     http_get($port, '/local/ten', version => '1.0');
-    my @lines = access_lines($p, 3);
-    is scalar(@lines), 3, 'three access log lines (the quiet route logs nothing)' or diag join "\n", @lines;
+    http_get($port, '/local/quote', headers => ['User-Agent: evil" "agent', 'Referer: x"y']);
+    my @lines = access_lines($p, 4);
+    is scalar(@lines), 4, 'four access log lines (the quiet route logs nothing)' or diag join "\n", @lines;
+    my ($ql) = grep { m{/local/quote} } @lines;
+    is(($ql // '') =~ tr/"//, 6, 'quotes inside logged fields are escaped (6 quote characters in the line)')
+      or diag $ql;
     my $addr = $up->addr;
     like $lines[0],
       qr{^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /path/x\?q=1&r=2 HTTP/1\.1" 200 11 "http://ref\.example/page" "t-agent/1\.0 \(test\)" upstream=\Q$addr\E upstream_time=\d+(\.\d+)? request_time=\d+(\.\d+)? id=\Q$id\E$},
