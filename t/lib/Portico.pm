@@ -61,7 +61,12 @@ sub test_dir {
 END {
     if ($$ == $CREATOR) {
         my $status = $?;
-        for my $p (@LIVE) { $p->stop('KILL') if $p->{pid} }
+        for my $p (@LIVE) {
+            next unless $p->{pid};
+            my @kids = proc_children($p->{pid});
+            $p->stop('KILL');
+            kill 'KILL', @kids if @kids;
+        }
         if ($TESTDIR && !$ENV{PORTICO_KEEP}) {
             my $tb = Test::More->builder;
             if ($tb->is_passing && $status == 0) {
