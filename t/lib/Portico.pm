@@ -342,6 +342,11 @@ sub wait_ready {
             sleep 0.05;
         }
     }
+    # and until the configured number of workers is running
+    my ($n) = $self->{config_text} =~ /^\s*workers\s*=\s*(\d+)\s*$/m;
+    if ($n) {
+        wait_for(sub { proc_children($self->{pid}) >= $n }, $deadline - time > 1 ? $deadline - time : 1);
+    }
     $self->{workers_seen} = [proc_children($self->{pid})];
     return 1;
 }
