@@ -166,7 +166,9 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     ok $q->has_header('x-empty'), 'empty field forwarded';
     is $q->header('x-empty'), '', 'with an empty value';
     is $q->header('x-spaces'), 'padded value', 'surrounding whitespace trimmed';
-    is $q->header('cookie'), 'a=1, b=2', 'both Cookie fields forwarded';
+    my $ck = join '|', $q->header_values('cookie');
+    ok $ck eq 'a=1|b=2' || $ck eq 'a=1; b=2', 'both Cookie fields forwarded (as they are, or joined with "; ")'
+      or diag $ck;
     is $q->header('x-lower-case'), 'yes', 'lower-case field name forwarded';
 }
 
