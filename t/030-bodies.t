@@ -99,6 +99,25 @@ sub framing_ok {
     is $r2->status, 200, 'keep-alive after trailers';
 }
 
+# Many one-byte chunks; chunk extensions with quoted strings.
+{
+    my $body = join '', map { chr(65 + $_ % 26) } 0 .. 4999;
+    my $raw = "POST /tiny-chunks HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+      . join('', map { "1\r\n$_\r\n" } split //, $body) . "0\r\n\r\n";
+    my $c = Portico::Client->new($port);
+    $c->send($raw);
+    my $r = $c->read_final;
+    is $r->status, 200, '5000 one-byte chunks' or diag $r->summary;
+    bytes_is last_req()->{body}, $body, 'reassembled';
+
+    $raw = "POST /chunk-ext HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+      . "5;name=\"quoted;value\"\r\nhello\r\n6;a=b;c\r\n world\r\n0\r\n\r\n";
+    $c->send($raw);
+    $r = $c->read_final;
+    is $r->status, 200, 'chunk extensions accepted' or diag $r->summary;
+    is last_req()->{body}, 'hello world', 'chunk extensions stripped from the body';
+}
+
 # Chunked body sent slowly in pieces.
 {
     my $c = Portico::Client->new($port);

@@ -190,6 +190,21 @@ for my $path ('/local/k', '/k10') {
     ok $c->closed(T(3)), 'closed after the last pipelined request with Connection: close';
 }
 
+# 50 requests pipelined in one write, GETs and POSTs, all answered in order.
+{
+    my $c = Portico::Client->new($port);
+    my $raw = join '', map {
+        $_ % 3 ? build_request('GET', "/pipe/$_") : build_request('POST', "/pipe/$_", body => "body-$_")
+    } 1 .. 50;
+    $c->send($raw);
+    my $in_order = 0;
+    for my $i (1 .. 50) {
+        my $r = $c->read_response;
+        $in_order++ if $r->status == 200 && $r->body =~ m{"target":"/pipe/$i"};
+    }
+    is $in_order, 50, '50 pipelined requests answered in order';
+}
+
 # Nothing after a request with Connection: close is processed.
 {
     $up->reset_log;
