@@ -99,6 +99,19 @@ sub framing_ok {
     is $r2->status, 200, 'keep-alive after trailers';
 }
 
+# Valid variants that must not be refused: a tab as OWS, TE case.
+{
+    my $c = Portico::Client->new($port);
+    $c->send("POST /tab HTTP/1.1\r\nHost: h.test\r\nContent-Length:\t5\r\n\r\nhello");
+    my $r = $c->read_final;
+    is $r->status, 200, 'Content-Length with a tab as whitespace' or diag $r->summary;
+    is last_req()->{body}, 'hello', 'body forwarded';
+    $c->send("POST /te-case HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    $r = $c->read_final;
+    is $r->status, 200, 'Transfer-Encoding: Chunked (case-insensitive)' or diag $r->summary;
+    is last_req()->{body}, 'hello', 'body forwarded';
+}
+
 # Many one-byte chunks; chunk extensions with quoted strings.
 {
     my $body = join '', map { chr(65 + $_ % 26) } 0 .. 4999;
