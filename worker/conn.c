@@ -174,15 +174,27 @@ void conn_respond(struct worker *w, struct conn *c, int status, const char *extr
     /* A request whose body we did not read cannot be followed by another. */
     if ((x->req.flags & H1_HEAD_DONE) && !(x->req.flags & H1_MSG_DONE)) c->close_after = true;
     if (!(x->req.flags & H1_HEAD_DONE) || !x->client_keepalive) c->close_after = true;
-    char extra[2400];
-    if (!c->close_after && x->req.minor == 0) {
-        /* An HTTP/1.0 client keeps the connection only when told so. */
-        snprintf(extra, sizeof(extra), "Connection: keep-alive\r\n%s",
-                 extra_headers ? extra_headers : "");
-        extra_headers = extra;
+    char extra[4096];
+    extra[0] = 0;
+    size_t n = 0;
+    /* An HTTP/1.0 client keeps the connection only when told so. */
+    if (!c->close_after && x->req.minor == 0)
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "Connection: keep-alive\r\n");
+    if (extra_headers) n += (size_t)snprintf(extra + n, sizeof(extra) - n, "%s", extra_headers);
+    const struct conf_route *r = x->route;
+    for (unsigned i = 0; r && i < r->nresponse_headers && n < sizeof(extra); i++)
+        if (!r->response_headers[i].remove)
+            n += (size_t)snprintf(extra + n, sizeof(extra) - n, "%s: %s\r\n",
+                                  r->response_headers[i].name, r->response_headers[i].value);
+    if (n >= sizeof(extra)) n = 0, extra[0] = 0;
+    size_t len = respond_build(w, x->resphead, status, x->rid, x->rid_len, c->close_after, extra,
+                               body, body_len, x->head_request);
+    if (!len) {
+        log_error("response %d does not fit a %u-byte buffer (return body too long?)", status,
+                  x->resphead->cap);
+        conn_close(w, c, "response too large");
+        return;
     }
-    size_t len = respond_build(w, x->resphead, status, x->rid, x->rid_len, c->close_after,
-                               extra_headers, body, body_len, x->head_request);
     x->status = (uint16_t)status;
     x->resp_bytes = body_len;
     out_reset(&x->cl_out);
@@ -374,7 +386,7 @@ static void dispatch(struct worker *w, struct conn *c)
     }
     if (c->nrequests + 1 >= l->max_requests) c->close_after = true;
 
-    struct slice host = {"", 0}, path;
+    struct slice host = {"", 0}, path = {"", 0};
     int hr = request_host(x, &host, &path);
     keep_for_log(x, host);
     /* RFC 9112 3: single spaces between the parts; llhttp tolerates more. */

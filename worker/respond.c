@@ -102,7 +102,7 @@ size_t respond_build(struct worker *w, struct buf *b, int status, const char *ri
         if (n < 0 || (size_t)n >= b->cap) return 0;
         len = (size_t)n;
         if (!head) {
-            if (len + body_len > b->cap) body_len = 0;
+            if (len + body_len > b->cap) return 0;
             memcpy(b->data + len, body, body_len);
             len += body_len;
         }
