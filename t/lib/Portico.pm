@@ -479,6 +479,7 @@ package Portico::Client;
 
 use strict;
 use warnings;
+use IO::Socket::IP;
 use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
 use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK);
 use IO::Select;
@@ -486,13 +487,13 @@ use IO::Socket::INET;
 use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time sleep);
 
-# Portico::Client->new(PORT, host => '127.0.0.1', local_addr => IP)
+# Portico::Client->new(PORT, addr => '127.0.0.1' (or '::1'), local_addr => IP)
 sub new {
     my ($class, $port, %o) = @_;
-    my $s = IO::Socket::INET->new(
-        PeerAddr => $o{addr} // '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+    my $s = IO::Socket::IP->new(
+        PeerHost => $o{addr} // '127.0.0.1', PeerPort => $port, Proto => 'tcp',
         Timeout => Portico::T(5),
-        ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ())) or return undef;
+        ($o{local_addr} ? (LocalHost => $o{local_addr}) : ())) or return undef;
     setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
     binmode $s;
     my $fl = fcntl($s, F_GETFL, 0);
