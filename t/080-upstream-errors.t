@@ -24,6 +24,7 @@ my $clte  = Upstream->new(name => 'clte', raw => "HTTP/1.1 200 OK\r\nContent-Len
 my $twocl = Upstream->new(name => 'twocl', raw => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc");
 my $early = Upstream->new(name => 'early', raw => "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 my $trail = Upstream->new(name => 'trail', raw => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n");
+my $trickle = Upstream->new(name => 'trickle', size => 800, chunk => 100, chunk_delay => 0.4, chunked => 1);
 my $cut   = Upstream->new(name => 'cut', size => 200000, cut => 50000);
 my $cutc  = Upstream->new(name => 'cutc', size => 200000, cut => 50000, chunked => 1);
 my $cutr  = Upstream->new(name => 'cutr', size => 200000, cut => 50000, cut_reset => 1);
@@ -41,7 +42,7 @@ my $hangs = $bh->hangs;
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
-           clte => $clte, twocl => $twocl, early => $early, trail => $trail,
+           trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail,
            reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh);
 my $conf = <<'EOF';
 [listener web]
@@ -74,6 +75,10 @@ retries = 0
 server = {up:badhdr}
 retries = 0
 
+[upstream trickle]
+server = {up:trickle}
+read_timeout = 1s
+retries = 0
 [upstream clte]
 server = {up:clte}
 retries = 0
@@ -133,7 +138,7 @@ retries = 0
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
-     blackhole retry recover clte twocl early trail);
+     blackhole retry recover clte twocl early trail trickle);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -171,6 +176,14 @@ sub error_response_ok {
     my $dt = time - $t0;
     error_response_ok($r, 504, 'read_timeout');
     ok $dt >= 0.9 && $dt < T(5), sprintf('504 after about read_timeout (%.2fs)', $dt);
+}
+
+# read_timeout is the gap between two reads, not a total.
+{
+    my $r = http_get($port, '/trickle/x', timeout => T(15));
+    is $r->status, 200, 'upstream sending every 0.4 s for 3 s with read_timeout = 1s' or diag $r->summary;
+    ok $r->{complete}, 'complete';
+    is $r->body, Upstream::pattern(800), 'whole body';
 }
 
 # connect_timeout.
