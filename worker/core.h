@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "common/config.h"
+#include "common/pool.h"
 #include "common/timer.h"
 #include "worker/balance.h"
 #include "worker/http1.h"
@@ -157,11 +158,9 @@ struct worker {
     struct lsock *ls;
     unsigned nls;
     unsigned nconns;
-    struct buf *free_bufs[2]; /* by enum buf_class */
-    unsigned nfree_bufs[2];
+    struct pool bufs[2]; /* by enum buf_class */
     uint32_t buf_size[2];
-    struct exchange *free_x;
-    unsigned nfree_x, nexchanges; /* spare and in use */
+    struct pool exchanges;
     uint16_t max_req_headers, max_resp_headers;
     struct conn *free_conns, *dead_conns;
     struct uconn *dead_uconns;

@@ -24,7 +24,8 @@
 
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
-#define FREE_BUFS_KEPT 16 /* spare buffers always kept per class */
+#define FREE_KEPT 16 /* spares always kept per pool */
+#define TICK_MS 200  /* log flush and pool trim period */
 #define EMFILE_PAUSE_MS 100
 
 _Static_assert(offsetof(struct conn, timer) == offsetof(struct uconn, timer),
@@ -34,17 +35,11 @@ _Static_assert(offsetof(struct conn, timer) == offsetof(struct uconn, timer),
 
 struct buf *worker_buf_get(struct worker *w, enum buf_class cls)
 {
-    struct buf *b = w->free_bufs[cls];
-    if (b) {
-        w->free_bufs[cls] = b->next;
-        w->nfree_bufs[cls]--;
-    } else {
-        b = malloc(sizeof(*b) + w->buf_size[cls]);
-        if (!b) return NULL;
-        b->cap = w->buf_size[cls];
-    }
+    struct buf *b = pool_get(&w->bufs[cls]);
+    if (!b) return NULL;
     b->next = NULL;
     b->lo = b->hi = 0;
+    b->cap = w->buf_size[cls];
     return b;
 }
 
@@ -53,15 +48,7 @@ void worker_buf_put(struct worker *w, struct buf **bp)
     struct buf *b = *bp;
     if (!b) return;
     *bp = NULL;
-    enum buf_class cls = b->cap == w->buf_size[BUF_BIG] ? BUF_BIG : BUF_SMALL;
-    /* Keep what the current load needs, give back what a burst left over. */
-    if (w->nfree_bufs[cls] >= FREE_BUFS_KEPT + w->nexchanges / 4) {
-        free(b);
-        return;
-    }
-    b->next = w->free_bufs[cls];
-    w->free_bufs[cls] = b;
-    w->nfree_bufs[cls]++;
+    pool_put(&w->bufs[b->cap == w->buf_size[BUF_BIG] ? BUF_BIG : BUF_SMALL], b);
 }
 
 int worker_buf_grow(struct worker *w, struct buf **bp)
@@ -78,15 +65,8 @@ int worker_buf_grow(struct worker *w, struct buf **bp)
 
 struct exchange *worker_exchange_get(struct worker *w)
 {
-    struct exchange *x = w->free_x;
-    size_t hdrs = (size_t)w->max_req_headers + w->max_resp_headers;
-    if (x) {
-        w->free_x = x->next;
-        w->nfree_x--;
-    } else if (!(x = malloc(sizeof(*x) + hdrs * sizeof(struct http1_header)))) {
-        return NULL;
-    }
-    w->nexchanges++;
+    struct exchange *x = pool_get(&w->exchanges);
+    if (!x) return NULL;
     memset(x, 0, sizeof(*x));
     http1_init(&x->req, true, x->req_headers, w->max_req_headers);
     return x;
@@ -97,14 +77,7 @@ void worker_exchange_put(struct worker *w, struct exchange *x)
     if (x->resphead == x->reqhead) x->resphead = NULL;
     worker_buf_put(w, &x->reqhead);
     worker_buf_put(w, &x->resphead);
-    w->nexchanges--;
-    if (w->nfree_x >= FREE_BUFS_KEPT + w->nexchanges / 4) {
-        free(x);
-        return;
-    }
-    x->next = w->free_x;
-    w->free_x = x;
-    w->nfree_x++;
+    pool_put(&w->exchanges, x);
 }
 
 int worker_epoll_add(struct worker *w, int fd, struct ev *ev)
@@ -242,7 +215,10 @@ static void tick(struct worker *w)
     log_access_flush();
     w->accept_backoff = false;
     worker_accept_resume(w);
-    timer_arm(&w->timers, &w->tick, w->now + 1000);
+    pool_trim(&w->bufs[BUF_SMALL]);
+    pool_trim(&w->bufs[BUF_BIG]);
+    pool_trim(&w->exchanges);
+    timer_arm(&w->timers, &w->tick, w->now + TICK_MS);
 }
 
 static void run_timers(struct worker *w)
@@ -294,11 +270,17 @@ static int setup(struct worker *w, const struct worker_args *a)
     w->channel = a->channel;
     w->buf_size[BUF_BIG] = buffer_size(a->cfg);
     w->buf_size[BUF_SMALL] = 4096 - sizeof(struct buf) - 16; /* a page with malloc's header */
+    pool_init(&w->bufs[BUF_SMALL], sizeof(struct buf) + w->buf_size[BUF_SMALL], FREE_KEPT);
+    pool_init(&w->bufs[BUF_BIG], sizeof(struct buf) + w->buf_size[BUF_BIG], FREE_KEPT);
     w->max_resp_headers = 200;
     w->max_req_headers = 1;
     for (unsigned i = 0; i < a->cfg->nlisteners; i++)
         if (a->cfg->listeners[i].max_headers > w->max_req_headers)
             w->max_req_headers = (uint16_t)a->cfg->listeners[i].max_headers;
+    pool_init(&w->exchanges,
+              sizeof(struct exchange) +
+                  ((size_t)w->max_req_headers + w->max_resp_headers) * sizeof(struct http1_header),
+              FREE_KEPT);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -321,7 +303,7 @@ static int setup(struct worker *w, const struct worker_args *a)
     w->channel_ev.kind = EV_CHANNEL;
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->channel_ev};
     if (w->channel >= 0 && epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->channel, &e) < 0) return -1;
-    timer_arm(&w->timers, &w->tick, w->now + 1000);
+    timer_arm(&w->timers, &w->tick, w->now + TICK_MS);
     return 0;
 }
 
