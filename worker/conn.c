@@ -247,7 +247,7 @@ static int request_host(struct exchange *x, struct slice *host, struct slice *pa
     const struct http1_msg *m = &x->req;
     const char *t = m->base + m->target;
     size_t tn = m->target_len;
-    struct slice hdr = {NULL, 0};
+    struct slice hdr = {"", 0};
     int hosts = 0;
     for (uint16_t i = 0; i < m->nheaders; i++) {
         const struct http1_header *h = &m->headers[i];
