@@ -1,8 +1,9 @@
 /* Shared memory: one memfd laid out as [header | pad to a page | conns rows].
  * The header is written once by shm_create and only read afterwards; every
- * count is touched with relaxed __atomic ops, each row by one writer (its
- * slot's worker, or the master once that worker is dead). Every accessor
- * bounds-checks slot and id against the header, so a bad index is a no-op. */
+ * count is touched with relaxed __atomic ops, each row by one writer (the
+ * worker owning it, or its master once that worker is dead); owners change
+ * only by CAS. Every accessor bounds-checks row and id against the header,
+ * so a bad index is a no-op. */
 #include "common/shm.h"
 
 #include <errno.h>
@@ -19,9 +20,11 @@ static uint64_t shm_conns_offset(void)
     return (sizeof(struct shm_header) + SHM_PAGE - 1) / SHM_PAGE * SHM_PAGE;
 }
 
-static uint64_t shm_size_for(uint64_t conns_off, uint32_t slots, uint32_t servers)
+_Static_assert(sizeof(struct shm_header) <= SHM_PAGE, "the header fits its page");
+
+static uint64_t shm_size_for(uint64_t conns_off, uint32_t rows, uint32_t servers)
 {
-    return conns_off + (uint64_t)slots * servers * sizeof(uint32_t);
+    return conns_off + (uint64_t)rows * servers * sizeof(uint32_t);
 }
 
 static void *shm_mmap(int fd, uint64_t size, int prot)
@@ -53,13 +56,13 @@ int shm_create(struct shm *s)
     int fd = memfd_create("portico", 0);
     if (fd < 0) return -1;
     uint64_t off = shm_conns_offset();
-    uint64_t size = shm_size_for(off, SHM_MAX_SLOTS, SHM_MAX_SERVERS);
+    uint64_t size = shm_size_for(off, SHM_MAX_ROWS, SHM_MAX_SERVERS);
     if (ftruncate(fd, (off_t)size) < 0) return shm_fail(fd);
     struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
     if (!h) return shm_fail(fd);
     h->magic = SHM_MAGIC;
     h->version = SHM_VERSION;
-    h->max_slots = SHM_MAX_SLOTS;
+    h->max_rows = SHM_MAX_ROWS;
     h->max_servers = SHM_MAX_SERVERS;
     h->size = size;
     h->conns_off = off;
@@ -73,8 +76,9 @@ static int shm_header_ok(const struct shm_header *h, uint64_t file_size)
     if (h->magic != SHM_MAGIC || h->version != SHM_VERSION) return 0;
     if (h->size != file_size) return 0;
     if (h->conns_off < sizeof *h || h->conns_off % sizeof(uint32_t)) return 0;
-    if (h->max_slots == 0 || h->max_servers == 0) return 0;
-    return shm_size_for(h->conns_off, h->max_slots, h->max_servers) <= h->size;
+    if (h->conns_off < SHM_PAGE) return 0; /* the owner table lives below it */
+    if (h->max_rows == 0 || h->max_rows > SHM_MAX_ROWS || h->max_servers == 0) return 0;
+    return shm_size_for(h->conns_off, h->max_rows, h->max_servers) <= h->size;
 }
 
 /* FD stays the caller's on failure; on success the shm owns it. */
@@ -108,44 +112,44 @@ void shm_detach(struct shm *s)
     s->fd = -1;
 }
 
-static uint32_t *shm_cell(const struct shm *s, unsigned slot, unsigned id)
+static uint32_t *shm_cell(const struct shm *s, unsigned row, unsigned id)
 {
     const struct shm_header *h = s->hdr;
-    if (!h || slot >= h->max_slots || id >= h->max_servers) return NULL;
-    return &s->conns[(size_t)slot * h->max_servers + id];
+    if (!h || row >= h->max_rows || id >= h->max_servers) return NULL;
+    return &s->conns[(size_t)row * h->max_servers + id];
 }
 
-/* Sums every slot, used or not: the header keeps no count of live slots.
- * That touches one page per row (512 KiB for the first 1024 ids), once. */
+/* Sums every row up to the high-water mark, owned or not (a free row is
+ * zero). That touches one page per row, once. */
 uint32_t shm_server_active(const struct shm *s, unsigned id)
 {
     if (!s->hdr || id >= s->hdr->max_servers) return 0;
     uint64_t sum = 0;
-    unsigned used = __atomic_load_n(&s->hdr->slots_used, __ATOMIC_RELAXED);
-    if (used > s->hdr->max_slots) used = s->hdr->max_slots;
-    for (unsigned slot = 0; slot < used; slot++)
-        sum += __atomic_load_n(shm_cell(s, slot, id), __ATOMIC_RELAXED);
+    unsigned used = __atomic_load_n(&s->hdr->rows_used, __ATOMIC_RELAXED);
+    if (used > s->hdr->max_rows) used = s->hdr->max_rows;
+    for (unsigned row = 0; row < used; row++)
+        sum += __atomic_load_n(shm_cell(s, row, id), __ATOMIC_RELAXED);
     return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
 }
 
-void shm_conn_inc(struct shm *s, unsigned slot, unsigned id)
+void shm_conn_inc(struct shm *s, unsigned row, unsigned id)
 {
-    uint32_t *c = shm_cell(s, slot, id);
+    uint32_t *c = shm_cell(s, row, id);
     if (!c) return;
     /* Raise the high-water mark first, so a reader summing up to it never
-     * misses this slot's count. Rare: once per slot. */
-    uint32_t used = __atomic_load_n(&s->hdr->slots_used, __ATOMIC_RELAXED);
-    while (used <= slot && !__atomic_compare_exchange_n(&s->hdr->slots_used, &used, slot + 1, 1,
-                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+     * misses this row's count. Rare: once per row. */
+    uint32_t used = __atomic_load_n(&s->hdr->rows_used, __ATOMIC_RELAXED);
+    while (used <= row && !__atomic_compare_exchange_n(&s->hdr->rows_used, &used, row + 1, 1,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
     __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
-/* A dec after shm_slot_clear (a respawned slot whose predecessor's
- * connections were already forgotten) must not wrap to 4 billion. */
-void shm_conn_dec(struct shm *s, unsigned slot, unsigned id)
+/* A dec after shm_slot_clear (a row whose counts were already forgotten)
+ * must not wrap to 4 billion. */
+void shm_conn_dec(struct shm *s, unsigned row, unsigned id)
 {
-    uint32_t *c = shm_cell(s, slot, id);
+    uint32_t *c = shm_cell(s, row, id);
     if (!c) return;
     uint32_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
     while (v > 0 &&
@@ -153,9 +157,44 @@ void shm_conn_dec(struct shm *s, unsigned slot, unsigned id)
         ;
 }
 
-void shm_slot_clear(struct shm *s, unsigned slot)
+void shm_slot_clear(struct shm *s, unsigned row)
 {
-    if (!s->hdr || slot >= s->hdr->max_slots) return;
+    if (!s->hdr || row >= s->hdr->max_rows) return;
     for (unsigned id = 0; id < s->hdr->max_servers; id++)
-        __atomic_store_n(shm_cell(s, slot, id), 0, __ATOMIC_RELAXED);
+        __atomic_store_n(shm_cell(s, row, id), 0, __ATOMIC_RELAXED);
+}
+
+int shm_row_claim(struct shm *s, int32_t owner)
+{
+    if (!s->hdr || owner <= 0) return -1;
+    for (unsigned row = 0; row < s->hdr->max_rows; row++) {
+        int32_t free_row = 0;
+        if (__atomic_load_n(&s->hdr->owner[row], __ATOMIC_RELAXED) != 0) continue;
+        if (!__atomic_compare_exchange_n(&s->hdr->owner[row], &free_row, owner, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        shm_slot_clear(s, row);
+        return (int)row;
+    }
+    return -1;
+}
+
+void shm_row_set_owner(struct shm *s, unsigned row, int32_t new_owner)
+{
+    if (!s->hdr || row >= s->hdr->max_rows) return;
+    __atomic_store_n(&s->hdr->owner[row], new_owner, __ATOMIC_RELEASE);
+}
+
+int32_t shm_row_owner(const struct shm *s, unsigned row)
+{
+    if (!s->hdr || row >= s->hdr->max_rows) return 0;
+    return __atomic_load_n(&s->hdr->owner[row], __ATOMIC_ACQUIRE);
+}
+
+/* Counts first, owner last: a claimer never sees a free row still counting. */
+void shm_row_release(struct shm *s, unsigned row)
+{
+    if (!s->hdr || row >= s->hdr->max_rows) return;
+    shm_slot_clear(s, row);
+    __atomic_store_n(&s->hdr->owner[row], 0, __ATOMIC_RELEASE);
 }

@@ -1,25 +1,32 @@
 /* The shared-memory region: one memfd, MAP_SHARED, created by the master
  * before the first fork and inherited by every worker (and, later, by a new
- * master on binary upgrade). It holds offsets, never pointers. Each worker
- * slot owns one row of per-server active-connection counts and is its only
- * writer (relaxed atomics); least_conn and max_conns read the column sums. */
+ * master on binary upgrade). It holds offsets, never pointers. Each live
+ * worker owns one row of per-server active-connection counts and is its only
+ * writer (relaxed atomics); least_conn and max_conns read the column sums.
+ * Rows are not worker slots: two generations (reload) or two masters
+ * (binary upgrade) overlap, so a master claims a free row per forked worker
+ * from the owner table below and releases it when it reaps that worker. */
 #ifndef PORTICO_SHM_H
 #define PORTICO_SHM_H
 
 #include <stdint.h>
 
 #define SHM_MAGIC 0x70727463u /* "prtc" */
-#define SHM_VERSION 1u
-#define SHM_MAX_SLOTS 128
+#define SHM_VERSION 2u
+#define SHM_MAX_SLOTS 128 /* worker slots per master (config limit) */
+#define SHM_MAX_ROWS 512  /* rows: enough for two masters with two generations each */
 #define SHM_MAX_SERVERS 4096
 
 struct shm_header {
     uint32_t magic, version;
-    uint32_t max_slots, max_servers;
+    uint32_t max_rows, max_servers;
     uint64_t size;
-    uint64_t conns_off; /* uint32_t [max_slots][max_servers] */
-    uint32_t slots_used; /* high-water mark of slots that counted: sums stop there */
+    uint64_t conns_off; /* uint32_t [max_rows][max_servers] */
+    uint32_t rows_used; /* high-water mark of rows that counted: sums stop there */
     uint32_t reserved;
+    /* Pid owning each row, 0 when free. Claimed by compare-and-swap, so two
+     * masters sharing the region never hand out the same row. */
+    int32_t owner[SHM_MAX_ROWS];
 };
 
 struct shm {
@@ -36,12 +43,24 @@ int shm_create(struct shm *s);
 int shm_attach(struct shm *s, int fd);
 void shm_detach(struct shm *s);
 
-/* Active upstream connections of server ID, summed over every slot. */
+/* Active upstream connections of server ID, summed over every row. */
 uint32_t shm_server_active(const struct shm *s, unsigned id);
-/* Count one more / one fewer connection of SLOT to server ID. */
-void shm_conn_inc(struct shm *s, unsigned slot, unsigned id);
-void shm_conn_dec(struct shm *s, unsigned slot, unsigned id);
-/* Zero a slot's row: the master calls it when the slot's worker died. */
-void shm_slot_clear(struct shm *s, unsigned slot);
+/* Count one more / one fewer connection of ROW to server ID. */
+void shm_conn_inc(struct shm *s, unsigned row, unsigned id);
+void shm_conn_dec(struct shm *s, unsigned row, unsigned id);
+/* Zero a row's counts (the owner stays). */
+void shm_slot_clear(struct shm *s, unsigned row);
+
+/* Claim the lowest free row for OWNER (a pid, > 0). Returns the row, or -1
+ * when every row is owned. The row's counts are zeroed before it is handed
+ * out. */
+int shm_row_claim(struct shm *s, int32_t owner);
+/* Hand a claimed ROW to NEW_OWNER (the master claims, then forks). */
+void shm_row_set_owner(struct shm *s, unsigned row, int32_t new_owner);
+/* Owner of ROW, 0 when free or out of range. */
+int32_t shm_row_owner(const struct shm *s, unsigned row);
+/* The owner of ROW is gone: zero its counts (they must not leak into
+ * least_conn), then free the row. */
+void shm_row_release(struct shm *s, unsigned row);
 
 #endif

@@ -141,6 +141,7 @@ struct worker {
     const struct config *cfg;
     struct shm *shm;
     unsigned slot;
+    unsigned row; /* shm row of connection counts (struct worker_args) */
     int epfd;
     struct ev channel_ev;
     int channel;

@@ -33,7 +33,7 @@ void upstream_close(struct worker *w, struct uconn *u, const char *reason)
     if (u->state == UCONN_IDLE)
         pool_remove(&w->pools[u->server->id], u);
     else
-        shm_conn_dec(w->shm, w->slot, u->server->id);
+        shm_conn_dec(w->shm, w->row, u->server->id);
     timer_cancel(&w->timers, &u->timer);
     worker_buf_put(w, &u->in);
     close(u->fd);
@@ -56,7 +56,7 @@ static struct uconn *pool_pop(struct worker *w, const struct conf_server *s)
     u->reused = true;
     u->can_write = true;
     u->next = NULL;
-    shm_conn_inc(w->shm, w->slot, s->id);
+    shm_conn_inc(w->shm, w->row, s->id);
     return u;
 }
 
@@ -92,7 +92,7 @@ static struct uconn *connect_new(struct worker *w, const struct conf_server *s, 
         free(u);
         return NULL;
     }
-    shm_conn_inc(w->shm, w->slot, s->id);
+    shm_conn_inc(w->shm, w->row, s->id);
     return u;
 }
 
@@ -112,7 +112,7 @@ void upstream_release(struct worker *w, struct uconn *u, bool reusable)
         upstream_close(w, u, reusable ? "pool full" : "not reusable");
         return;
     }
-    shm_conn_dec(w->shm, w->slot, u->server->id);
+    shm_conn_dec(w->shm, w->row, u->server->id);
     worker_buf_put(w, &u->in);
     u->state = UCONN_IDLE;
     u->can_read = false;

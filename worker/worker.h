@@ -16,15 +16,19 @@ struct worker_listen {
 struct worker_args {
     const struct config *cfg;
     struct shm *shm;
-    unsigned slot; /* 0..workers-1: row in shm, socket index of each listener */
+    unsigned slot; /* 0..workers-1: socket index of each listener, log id */
+    unsigned row;  /* shm row this worker alone writes; claimed by the master */
     const struct worker_listen *listens;
     unsigned nlistens;
     int channel; /* socketpair end to the master; EOF = master gone */
 };
 
-/* Channel bytes. Worker -> master: READY once every listener is in epoll.
+/* Channel bytes. Worker -> master: READY once every listener is in epoll,
+ * then BEAT every WORKER_BEAT_MS (a worker silent for 2 s is killed).
  * Master -> worker: QUIT drains gracefully, STOP exits at once. */
 #define WORKER_MSG_READY 'R'
+#define WORKER_MSG_BEAT 'B'
+#define WORKER_BEAT_MS 500
 #define WORKER_MSG_QUIT 'Q'
 #define WORKER_MSG_STOP 'S'
 

@@ -14,7 +14,7 @@ static void test_counts(struct shm *s)
     shm_conn_inc(s, 0, 7);
     shm_conn_inc(s, 0, 7);
     shm_conn_inc(s, 3, 7);
-    shm_conn_inc(s, SHM_MAX_SLOTS - 1, 7);
+    shm_conn_inc(s, SHM_MAX_ROWS - 1, 7);
     shm_conn_inc(s, 1, 8);
     is_int(shm_server_active(s, 7), 4, "server 7 summed over slots 0, 3 and the last");
     is_int(shm_server_active(s, 8), 1, "server 8 counted apart");
@@ -23,7 +23,7 @@ static void test_counts(struct shm *s)
     shm_conn_dec(s, 5, 7);
     is_int(shm_server_active(s, 7), 3, "dec on an empty slot does not underflow");
     is_int(s->conns[5 * SHM_MAX_SERVERS + 7], 0, "the empty cell stays 0");
-    shm_conn_inc(s, SHM_MAX_SLOTS, 7);
+    shm_conn_inc(s, SHM_MAX_ROWS, 7);
     shm_conn_inc(s, 0, SHM_MAX_SERVERS);
     is_int(shm_server_active(s, 7), 3, "out-of-range slot is ignored");
     is_int(shm_server_active(s, SHM_MAX_SERVERS), 0, "out-of-range id reads 0");
@@ -40,7 +40,7 @@ static void test_attach(struct shm *s)
     is_int(shm_server_active(&a, 7), 2, "attached view sees the counts");
     shm_conn_inc(&a, 9, 7);
     is_int(shm_server_active(s, 7), 3, "and writes through to the creator");
-    is_int(a.hdr->max_slots, SHM_MAX_SLOTS, "header max_slots");
+    is_int(a.hdr->max_rows, SHM_MAX_ROWS, "header max_rows");
     is_int(a.hdr->conns_off % 4096, 0, "rows start on a page");
     shm_detach(&a);
     is_int(a.fd, -1, "detach closes");
@@ -97,17 +97,49 @@ static void test_reject(struct shm *s)
     close(fd);
 }
 
+/* Rows are claimed from the owner table, never twice, and released zeroed. */
+static void test_rows(struct shm *s)
+{
+    int a = shm_row_claim(s, 100), b = shm_row_claim(s, 101);
+    ok(a >= 0 && b >= 0 && a != b, "two claims get two rows");
+    is_int(shm_row_owner(s, (unsigned)a), 100, "owner recorded");
+    shm_row_set_owner(s, (unsigned)a, 200);
+    is_int(shm_row_owner(s, (unsigned)a), 200, "owner handed to the forked child");
+    shm_conn_inc(s, (unsigned)b, 11);
+    is_int(shm_server_active(s, 11), 1, "a claimed row counts");
+    shm_row_release(s, (unsigned)b);
+    is_int(shm_server_active(s, 11), 0, "release zeroes the row");
+    is_int(shm_row_owner(s, (unsigned)b), 0, "and frees it");
+    /* A second master attached to the same region sees the owned rows. */
+    struct shm other = {.fd = -1};
+    is_int(shm_attach(&other, dup(s->fd)), 0, "second view");
+    int c = shm_row_claim(&other, 300);
+    ok(c >= 0 && c != a, "a second master does not claim a live row");
+    is_int(c, b, "it takes the lowest free one");
+    shm_row_release(&other, (unsigned)c);
+    shm_detach(&other);
+    shm_row_release(s, (unsigned)a);
+    is_int(shm_row_claim(s, 0), -1, "owner 0 is refused");
+    unsigned n = 0;
+    while (shm_row_claim(s, 7) >= 0)
+        n++;
+    is_int(n, SHM_MAX_ROWS, "every row can be claimed, then none");
+    for (unsigned r = 0; r < SHM_MAX_ROWS; r++)
+        shm_row_release(s, r);
+}
+
 int main(void)
 {
     struct shm s = {.fd = -1};
     is_int(shm_create(&s), 0, "create");
     is_int(s.hdr->magic, SHM_MAGIC, "magic");
     is_int(s.hdr->version, SHM_VERSION, "version");
-    is_int(s.hdr->size, s.hdr->conns_off + (uint64_t)SHM_MAX_SLOTS * SHM_MAX_SERVERS * 4,
+    is_int(s.hdr->size, s.hdr->conns_off + (uint64_t)SHM_MAX_ROWS * SHM_MAX_SERVERS * 4,
            "size = header + rows");
     test_counts(&s);
     test_attach(&s);
     test_reject(&s);
+    test_rows(&s);
     shm_detach(&s);
     ok(s.hdr == NULL && s.fd == -1, "detach resets the handle");
     return tap_done();
