@@ -166,7 +166,7 @@ static int open_addr(struct listen_set *ls, const struct conf_listener *l,
     }
     s->used = true;
     s->want = want;
-    s->listener = l->name;
+    snprintf(s->listener, sizeof s->listener, "%s", l->name);
     /* A kept socket takes the new backlog: listen() again just resizes it. */
     for (unsigned i = 0; i < s->nfds; i++)
         listen(s->fds[i], l->backlog);
@@ -188,7 +188,7 @@ static void rollback(struct listen_set *ls, unsigned old_n, const struct listen_
         }
         s->used = old[i].used;
         s->want = old[i].want;
-        s->listener = old[i].listener;
+        memcpy(s->listener, old[i].listener, sizeof s->listener);
     }
     ls->n = old_n;
 }
@@ -290,6 +290,101 @@ void listen_close_all(struct listen_set *ls)
     free(ls->socks);
     ls->socks = NULL;
     ls->n = 0;
+}
+
+int listen_inherit_string(const struct listen_set *ls, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < ls->n; i++) {
+        const struct listen_sock *s = &ls->socks[i];
+        if (!s->nfds) continue;
+        int r = snprintf(buf + n, cap - n, "%s%s=", n ? ";" : "", s->key);
+        if (r < 0 || (size_t)r >= cap - n) return -1;
+        n += (size_t)r;
+        for (unsigned j = 0; j < s->nfds; j++) {
+            r = snprintf(buf + n, cap - n, "%s%d", j ? "," : "", s->fds[j]);
+            if (r < 0 || (size_t)r >= cap - n) return -1;
+            n += (size_t)r;
+        }
+    }
+    return 0;
+}
+
+void listen_keep_on_exec(const struct listen_set *ls)
+{
+    for (unsigned i = 0; i < ls->n; i++)
+        for (unsigned j = 0; j < ls->socks[i].nfds; j++)
+            fcntl(ls->socks[i].fds[j], F_SETFD, 0);
+}
+
+/* A port-0 address keeps its configured text as key, though bound elsewhere. */
+static bool key_matches(const char *key, const char *actual)
+{
+    if (strcmp(key, actual) == 0) return true;
+    size_t k = strlen(key), a = strlen(actual);
+    if (k < 2 || strcmp(key + k - 2, ":0") != 0) return false;
+    const char *colon = strrchr(actual, ':');
+    return colon && (size_t)(colon - actual) == k - 2 && strncmp(key, actual, k - 2) == 0 &&
+           a > k - 2;
+}
+
+int listen_adopt(struct listen_set *ls, const char *key, int fd, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int type = 0, acc = 0, rp = 0;
+    socklen_t il = sizeof type, al = sizeof acc, rl = sizeof rp;
+    char actual[sizeof ls->socks[0].key];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &rp, &rl) < 0) {
+        snprintf(err, errlen, "inherited fd %d for %s: %s", fd, key, strerror(errno));
+        return -1;
+    }
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+        snprintf(err, errlen, "inherited fd %d for %s: not an IP socket", fd, key);
+        return -1;
+    }
+    net_addr_str((const struct sockaddr *)&ss, actual, sizeof actual);
+    if (type != SOCK_STREAM || !acc || !key_matches(key, actual)) {
+        snprintf(err, errlen, "inherited fd %d for %s: %s%s%s", fd, key,
+                 type != SOCK_STREAM ? "not a stream socket"
+                 : !acc              ? "not listening"
+                                     : "bound to ",
+                 type == SOCK_STREAM && acc ? actual : "", "");
+        return -1;
+    }
+    struct listen_sock *s = find(ls, key);
+    if (s && s->reuseport != (rp != 0)) {
+        snprintf(err, errlen, "inherited fd %d for %s: SO_REUSEPORT differs from its siblings",
+                 fd, key);
+        return -1;
+    }
+    if (!s) {
+        struct listen_sock *socks = realloc(ls->socks, (ls->n + 1) * sizeof *socks);
+        if (!socks) goto oom;
+        ls->socks = socks;
+        s = &socks[ls->n++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->key, sizeof s->key, "%s", key);
+        snprintf(s->listener, sizeof s->listener, "(inherited)");
+        s->ss = ss;
+        s->len = len;
+        s->reuseport = rp != 0;
+    }
+    int *fds = realloc(s->fds, (s->nfds + 1) * sizeof *fds);
+    if (!fds) goto oom;
+    s->fds = fds;
+    s->fds[s->nfds++] = fd;
+    s->want = s->nfds;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+oom:
+    snprintf(err, errlen, "inherited fd %d for %s: out of memory", fd, key);
+    return -1;
 }
 
 void listen_enable_migration(void)

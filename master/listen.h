@@ -20,7 +20,7 @@ struct listen_sock {
     int *fds;       /* malloc'd; nfds entries, all valid */
     unsigned nfds;
     unsigned want;        /* sockets the last config needs; more stay for old workers */
-    const char *listener; /* name of the listener that opened it, for errors */
+    char listener[64];    /* name of the listener that opened it, for errors */
 };
 
 struct listen_set {
@@ -48,11 +48,25 @@ int listen_for_slot(const struct listen_set *ls, const struct config *cfg, unsig
 /* In a forked worker: close every socket of LS except the KEEP ones. */
 void listen_close_except(struct listen_set *ls, const struct worker_listen *keep, unsigned nkeep);
 
-/* Once no older worker generation is left: close the sockets that the
- * config of the last listen_open did not mention, and the slots beyond its
- * worker count. listen_close_all closes everything. */
+/* Once the older worker generations were told to drain (they close their
+ * copies at once and accept nothing more): close the sockets that the config
+ * of the last listen_open did not mention, and the slots beyond its worker
+ * count. Closing them then, rather than when those workers exit, lets the
+ * kernel migrate their queues to the siblings (tcp_migrate_req) at once
+ * instead of letting connections wait in a queue nobody accepts from.
+ * listen_close_all closes everything. */
 void listen_close_unused(struct listen_set *ls);
 void listen_close_all(struct listen_set *ls);
+
+/* Binary upgrade, old master: write "KEY=FD,FD;KEY=FD" for every socket into
+ * BUF. Returns 0, or -1 when CAP is too small. */
+int listen_inherit_string(const struct listen_set *ls, char *buf, size_t cap);
+/* In the forked child, just before exec: let every socket survive exec. */
+void listen_keep_on_exec(const struct listen_set *ls);
+/* Binary upgrade, new master: take inherited FD as the next socket of KEY
+ * after checking that it is a listening stream socket bound to KEY. Returns
+ * 0, or -1 with a message in ERR; the fd stays the caller's then. */
+int listen_adopt(struct listen_set *ls, const char *key, int fd, char *err, size_t errlen);
 
 /* Ask the kernel to migrate queued connections of a closed reuseport socket
  * to its siblings (net.ipv4.tcp_migrate_req=1). Failure is only logged at

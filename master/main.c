@@ -128,5 +128,5 @@ int main(int argc, char **argv)
     if (o.version) return version();
     if (o.test) return test(&o);
     if (o.signal) return master_signal(o.file, o.signal);
-    return master_run(o.file, o.daemon);
+    return master_run(o.file, o.daemon, argv);
 }

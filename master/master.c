@@ -11,14 +11,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,12 +31,58 @@
 /* Graceful stop: workers enforce shutdown_timeout themselves; the master
  * kills only those that overrun it by this much. */
 #define QUIT_SLACK_MS 1000
+#define RELOAD_READY_MS 5000 /* a reload whose new workers are not all ready by then is undone */
+#define INHERIT_ENV "PORTICO_INHERIT"
 
 int64_t master_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- systemd ---- */
+
+/* sd_notify(3) spoken directly: one datagram to $NOTIFY_SOCKET ("@name" is
+ * in the abstract namespace). Without the variable, nothing happens. */
+static void __attribute__((format(printf, 1, 2))) notify(const char *fmt, ...)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof msg) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t plen = strlen(path);
+    memcpy(sa.sun_path, path, plen);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+    if (sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        log_debug("sd_notify %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/* The upgrade runs "the binary at argv[0]", which may have been replaced on
+ * disk since: resolve the path now, not the inode (/proc/self/exe). */
+static char *resolve_exe(const char *argv0)
+{
+    char buf[PATH_MAX];
+    if (strchr(argv0, '/')) return realpath(argv0, NULL);
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        int n = snprintf(buf, sizeof buf, "%.*s/%s", (int)len, len ? path : ".", argv0);
+        if (n > 0 && (size_t)n < sizeof buf && access(buf, X_OK) == 0) return realpath(buf, NULL);
+        path = end ? end + 1 : NULL;
+    }
+    return NULL;
 }
 
 static bool logs_to_stderr(const struct master *m)
@@ -91,6 +142,7 @@ static int pid_check(const struct master *m)
     if (!path) return 0;
     pid_t pid = pid_read(path);
     if (pid <= 0 || pid == getpid()) return 0;
+    if (m->inherited && pid == getppid()) return 0; /* the old master, rollback aside */
     if ((kill(pid, 0) == 0 || errno == EPERM) && same_program(pid)) {
         startup_error(m, "already running as pid %d (pid_file %s)", (int)pid, path);
         return -1;
@@ -115,12 +167,33 @@ static int pid_write(struct master *m)
     return 0;
 }
 
+static void oldbin_path(const struct master *m, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s.oldbin", m->cfg->pid_file);
+}
+
 /* Only our own pid file: after an upgrade it may name the new master. */
 static void pid_remove(struct master *m)
 {
     if (!m->pid_written) return;
+    char old[PATH_MAX];
+    oldbin_path(m, old, sizeof old);
     if (pid_read(m->cfg->pid_file) == getpid()) unlink(m->cfg->pid_file);
+    if (m->oldbin && pid_read(old) == getpid()) unlink(old);
     m->pid_written = false;
+}
+
+/* Binary upgrade: our pid file becomes PID_FILE.oldbin while the new master
+ * writes its own; back again when the new master goes away. */
+static void pid_to_oldbin(struct master *m, bool to_oldbin)
+{
+    if (!m->pid_written || m->oldbin == to_oldbin) return;
+    char old[PATH_MAX];
+    oldbin_path(m, old, sizeof old);
+    const char *from = to_oldbin ? m->cfg->pid_file : old, *to = to_oldbin ? old : m->cfg->pid_file;
+    if (rename(from, to) < 0)
+        log_warn("cannot rename %s to %s: %s", from, to, strerror(errno));
+    m->oldbin = to_oldbin;
 }
 
 /* ---- startup pieces ---- */
@@ -190,12 +263,82 @@ static int open_shm(struct master *m)
         startup_error(m, "workers = %u: at most %d are supported", m->cfg->workers, SHM_MAX_SLOTS);
         return -1;
     }
+    if (m->shm_ok) return 0; /* inherited from the old master */
     if (shm_create(&m->shm) < 0) {
         startup_error(m, "cannot create shared memory: %s", strerror(errno));
         return -1;
     }
     m->shm_ok = true;
     return 0;
+}
+
+/* ---- binary upgrade, new master side ---- */
+
+static int inherit_fd(const char *text, int *fd)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || v < 3 || v > INT_MAX) return -1;
+    *fd = (int)v;
+    return (int)(end - text);
+}
+
+/* PORTICO_INHERIT="shm=5;127.0.0.1:8080=6,7;[::1]:80=8": take every fd after
+ * checking it. A bad entry fails the startup: the old master carries on. */
+static int inherit(struct master *m)
+{
+    const char *env = getenv(INHERIT_ENV);
+    if (!env) return 0;
+    char *copy = strdup(env), *save = NULL;
+    unsetenv(INHERIT_ENV); /* our workers and a later upgrade must not see it */
+    if (!copy) return -1;
+    m->inherited = true;
+    int rc = 0;
+    for (char *item = strtok_r(copy, ";", &save); item && rc == 0;
+         item = strtok_r(NULL, ";", &save)) {
+        char *eq = strrchr(item, '=');
+        if (!eq) {
+            startup_error(m, "%s: bad entry \"%s\"", INHERIT_ENV, item);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        const char *p = eq + 1;
+        for (;;) {
+            int fd, n = inherit_fd(p, &fd);
+            if (n < 0) {
+                startup_error(m, "%s: bad fd list for %s", INHERIT_ENV, item);
+                rc = -1;
+                break;
+            }
+            char err[256];
+            if (strcmp(item, "shm") == 0) {
+                if (shm_attach(&m->shm, fd) < 0) {
+                    startup_error(m, "inherited shared memory (fd %d): %s", fd,
+                                  errno == EINVAL ? "not a portico region of this version"
+                                                  : strerror(errno));
+                    rc = -1;
+                    break;
+                }
+                m->shm_ok = true;
+            } else if (listen_adopt(&m->listens, item, fd, err, sizeof err) < 0) {
+                startup_error(m, "%s", err);
+                rc = -1;
+                break;
+            }
+            p += n;
+            if (*p != ',') break;
+            p++;
+        }
+    }
+    free(copy);
+    if (rc == 0 && !m->shm_ok) {
+        startup_error(m, "%s names no shared memory", INHERIT_ENV);
+        rc = -1;
+    }
+    if (rc == 0) log_notice("binary upgrade: took over the sockets and shared memory of pid %d",
+                            (int)getppid());
+    return rc;
 }
 
 /* ---- -d ---- */
@@ -286,6 +429,244 @@ static void stop_graceful(struct master *m)
     spawn_drain(m, SPAWN_ALL_GENERATIONS);
 }
 
+/* ---- reload ---- */
+
+/* config_load prints "FILE:LINE: message" lines; each becomes an error line. */
+static struct config *reload_load(struct master *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        log_error("reload: open_memstream: %s", strerror(errno));
+        return NULL;
+    }
+    struct config *cfg = config_load(m->conf_file, f);
+    fclose(f);
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        if (*line) log_error("%s", line);
+    }
+    free(text);
+    return cfg;
+}
+
+/* Logs follow the configuration in force (and a reload reopens them, as a
+ * rotation would). Failure keeps the files already open. */
+static void reload_logs(struct master *m)
+{
+    const struct config *c = m->cfg;
+    if (log_open(c->error_log, c->log_level) < 0)
+        log_error("cannot open error_log %s: %s", c->error_log, strerror(errno));
+    if (log_access_open(c->access_log) < 0)
+        log_error("cannot open access_log %s: %s", c->access_log, strerror(errno));
+    chown_logs(m);
+}
+
+static void reload_start(struct master *m)
+{
+    if (m->state != MASTER_RUNNING) return;
+    if (m->reloading) {
+        log_notice("reload already in progress: another one follows it");
+        m->reload_again = true;
+        return;
+    }
+    notify("RELOADING=1");
+    log_notice("reloading %s", m->conf_file);
+    struct config *cfg = reload_load(m);
+    char err[512];
+    if (!cfg) {
+        log_error("reload refused: the configuration has errors; still running the old one");
+        notify("READY=1");
+        return;
+    }
+    if (cfg->reuseport) listen_enable_migration();
+    if (listen_open(&m->listens, cfg, err, sizeof err) < 0) {
+        log_error("reload refused: %s; still running the old configuration", err);
+        config_free(cfg);
+        notify("READY=1");
+        return;
+    }
+    m->old_cfg = m->cfg;
+    m->old_generation = m->generation;
+    m->cfg = cfg;
+    m->generation++;
+    m->reloading = true;
+    m->reload_deadline = master_now() + RELOAD_READY_MS;
+    for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)
+        m->slots[i] = (struct slot_state){0};
+    reload_logs(m);
+    spawn_generation(m, m->generation);
+}
+
+/* Every new worker is ready: only now are the old ones told to drain, so
+ * each socket always has a worker accepting from it. */
+static void reload_commit(struct master *m)
+{
+    log_notice("reload done: generation %u running %u workers; generation %u drains",
+               m->generation, m->cfg->workers, m->old_generation);
+    spawn_drain(m, m->old_generation);
+    listen_close_unused(&m->listens);
+    config_free(m->old_cfg);
+    m->old_cfg = NULL;
+    m->reloading = false;
+    notify("READY=1");
+}
+
+static void reload_abort(struct master *m)
+{
+    log_error("reload aborted: the new workers were not all ready within %d ms; "
+              "still running the old configuration",
+              RELOAD_READY_MS);
+    spawn_abort_generation(m, m->generation);
+    config_free(m->cfg);
+    m->cfg = m->old_cfg;
+    m->old_cfg = NULL;
+    m->generation = m->old_generation;
+    m->reloading = false;
+    m->reload_again = false;
+    char err[512];
+    /* Only marks the old sockets used again; the new ones close once the
+     * aborted workers are gone (listen_close_unused after the reap). */
+    if (listen_open(&m->listens, m->cfg, err, sizeof err) < 0) log_error("%s", err);
+    reload_logs(m);
+    for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)
+        m->slots[i] = (struct slot_state){0};
+    spawn_fill_missing(m); /* old workers that died meanwhile */
+    notify("READY=1");
+}
+
+static int reload_tick(struct master *m, int64_t now)
+{
+    if (!m->notified_ready && !m->reloading && spawn_generation_ready(m)) {
+        m->notified_ready = true;
+        log_notice("all %u workers ready", m->cfg->workers);
+        if (m->inherited)
+            notify("MAINPID=%d\nREADY=1", (int)getpid());
+        else
+            notify("READY=1");
+    }
+    if (!m->reloading) {
+        if (m->reload_again && m->state == MASTER_RUNNING) {
+            m->reload_again = false;
+            reload_start(m);
+            return 0;
+        }
+        /* The sockets only an aborted generation used go with it. */
+        if (!spawn_others_alive(m)) listen_close_unused(&m->listens);
+        return -1;
+    }
+    if (m->state != MASTER_RUNNING) {
+        reload_abort(m);
+        return -1;
+    }
+    if (spawn_generation_ready(m)) {
+        reload_commit(m);
+        return m->reload_again ? 0 : -1;
+    }
+    if (now >= m->reload_deadline) {
+        reload_abort(m);
+        return -1;
+    }
+    return (int)(m->reload_deadline - now);
+}
+
+/* ---- binary upgrade, old master side ---- */
+
+static void __attribute__((noreturn)) upgrade_exec(struct master *m, const char *inherit_env)
+{
+    sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    listen_keep_on_exec(&m->listens);
+    fcntl(m->shm.fd, F_SETFD, 0);
+    setenv(INHERIT_ENV, inherit_env, 1);
+    execv(m->exe, m->argv);
+    log_error("binary upgrade: cannot execute %s: %s", m->exe, strerror(errno));
+    _exit(1);
+}
+
+static void upgrade_start(struct master *m)
+{
+    if (m->state != MASTER_RUNNING || m->winched) {
+        log_warn("binary upgrade refused: %s",
+                 m->winched ? "this is the old master of an upgrade" : "shutting down");
+        return;
+    }
+    if (m->upgrade_pid) {
+        log_warn("binary upgrade refused: new master pid %d is still running",
+                 (int)m->upgrade_pid);
+        return;
+    }
+    if (!m->exe) {
+        log_error("binary upgrade refused: the path of the binary is unknown");
+        return;
+    }
+    size_t cap = 64 + (size_t)m->listens.n * 128;
+    for (unsigned i = 0; i < m->listens.n; i++)
+        cap += (size_t)m->listens.socks[i].nfds * 12;
+    char *env = malloc(cap);
+    int n = env ? snprintf(env, cap, "shm=%d;", m->shm.fd) : -1;
+    if (n < 0 || listen_inherit_string(&m->listens, env + n, cap - (size_t)n) < 0) {
+        log_error("binary upgrade: out of memory");
+        free(env);
+        return;
+    }
+    pid_to_oldbin(m, true);
+    pid_t pid = fork();
+    if (pid == 0) upgrade_exec(m, env);
+    free(env);
+    if (pid < 0) {
+        log_error("binary upgrade: fork: %s", strerror(errno));
+        pid_to_oldbin(m, false);
+        return;
+    }
+    m->upgrade_pid = pid;
+    log_notice("binary upgrade: started %s as new master pid %d", m->exe, (int)pid);
+}
+
+/* WINCH: the new master serves; our workers drain, we stay for a rollback. */
+static void upgrade_winch(struct master *m)
+{
+    if (!m->upgrade_pid || m->state != MASTER_RUNNING) {
+        log_warn("WINCH ignored: no binary upgrade in progress");
+        return;
+    }
+    if (m->reloading) reload_abort(m);
+    log_notice("binary upgrade: draining our workers; HUP rolls back, QUIT commits");
+    m->winched = true;
+    for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)
+        m->slots[i].pending = false;
+    spawn_drain(m, SPAWN_ALL_GENERATIONS);
+}
+
+static void upgrade_rollback(struct master *m, const char *why)
+{
+    log_notice("binary upgrade: %s, starting our workers again", why);
+    m->winched = false;
+    m->generation++;
+    spawn_generation(m, m->generation);
+}
+
+void master_child_exited(struct master *m, pid_t pid, int status)
+{
+    if (pid != m->upgrade_pid) {
+        log_debug("reaped unknown child %d", (int)pid);
+        return;
+    }
+    m->upgrade_pid = 0;
+    if (WIFEXITED(status))
+        log_notice("binary upgrade: new master pid %d exited with status %d", (int)pid,
+                   WEXITSTATUS(status));
+    else
+        log_notice("binary upgrade: new master pid %d killed by signal %d", (int)pid,
+                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    if (m->state != MASTER_RUNNING) return;
+    pid_to_oldbin(m, false);
+    if (m->winched) upgrade_rollback(m, "the new master is gone");
+    notify("MAINPID=%d\nREADY=1", (int)getpid());
+}
+
 static void reopen_logs(struct master *m)
 {
     log_notice("reopening logs");
@@ -314,14 +695,18 @@ static void on_signal(struct master *m, const struct signalfd_siginfo *si)
     case SIGUSR1:
         reopen_logs(m);
         break;
-    /* The lifecycle issue plugs in here: reload = load config, listen_open,
-     * spawn_generation(++generation), wait READY, spawn_drain(old). */
     case SIGHUP:
-        log_notice("reload is not supported yet");
+        /* After WINCH, HUP brings our workers back (nginx's rollback). */
+        if (m->winched && m->state == MASTER_RUNNING)
+            upgrade_rollback(m, "HUP after WINCH");
+        else
+            reload_start(m);
         break;
     case SIGUSR2:
+        upgrade_start(m);
+        break;
     case SIGWINCH:
-        log_notice("binary upgrade is not supported yet");
+        upgrade_winch(m);
         break;
     }
 }
@@ -352,11 +737,13 @@ static int min_timeout(int a, int b)
     return a < 0 || (b >= 0 && b < a) ? b : a;
 }
 
+/* The ticks run after the events of each turn: a heartbeat read in this
+ * turn must count before heartbeat_check judges it, even after the master
+ * itself was slow. */
 static void loop(struct master *m)
 {
+    int timeout = 0;
     while (m->state == MASTER_RUNNING || m->nprocs > 0) {
-        int64_t now = master_now();
-        int timeout = min_timeout(spawn_tick(m, now), shutdown_tick(m, now));
         struct epoll_event ev[32];
         int n = epoll_wait(m->epfd, ev, 32, timeout);
         if (n < 0 && errno != EINTR) {
@@ -370,6 +757,9 @@ static void loop(struct master *m)
             else
                 spawn_channel_event(m, ev[i].data.fd);
         }
+        int64_t now = master_now();
+        timeout = min_timeout(spawn_tick(m, now), shutdown_tick(m, now));
+        timeout = min_timeout(timeout, reload_tick(m, now));
     }
 }
 
@@ -377,8 +767,12 @@ static int start(struct master *m)
 {
     if (open_logs(m) < 0 || resolve_user(m) < 0) return -1;
     chown_logs(m);
+    if (inherit(m) < 0) return -1;
     if (pid_check(m) < 0 || open_listeners(m) < 0 || open_shm(m) < 0) return -1;
-    if (m->daemon && daemon_start(m) < 0) return -1;
+    /* Sockets inherited but no longer configured: no worker of ours uses them. */
+    listen_close_unused(&m->listens);
+    /* The new master of an upgrade is detached already when the old one was. */
+    if (m->daemon && !m->inherited && daemon_start(m) < 0) return -1;
     if (signals_setup(m) < 0 || pid_write(m) < 0) return -1;
     daemon_done(m);
     log_notice("portico %s started, %u workers", PORTICO_VERSION, m->cfg->workers);
@@ -390,6 +784,8 @@ static void cleanup(struct master *m)
 {
     pid_remove(m);
     free(m->procs);
+    free(m->exe);
+    config_free(m->old_cfg);
     listen_close_all(&m->listens);
     if (m->shm_ok) shm_detach(&m->shm);
     if (m->sigfd >= 0) close(m->sigfd);
@@ -397,10 +793,16 @@ static void cleanup(struct master *m)
     config_free(m->cfg);
 }
 
-int master_run(const char *file, bool daemon)
+int master_run(const char *file, bool daemon, char **argv)
 {
-    struct master m = {
-        .conf_file = file, .daemon = daemon, .sigfd = -1, .epfd = -1, .notify_fd = -1};
+    struct master m = {.conf_file = file,
+                       .argv = argv,
+                       .daemon = daemon,
+                       .sigfd = -1,
+                       .epfd = -1,
+                       .notify_fd = -1,
+                       .shm = {.fd = -1}};
+    m.exe = resolve_exe(argv[0]);
     m.cfg = config_load(file, stderr);
     if (!m.cfg) return 1;
     int rc = start(&m);

@@ -19,9 +19,12 @@ struct config;
 struct worker_proc {
     pid_t pid;
     unsigned slot;
+    unsigned row;        /* shm row claimed for it, released when reaped */
     unsigned generation; /* workers of one config share a generation */
     int channel;         /* master's socketpair end; -1 after EOF */
     int64_t started;     /* monotonic ms */
+    int64_t last_beat;   /* monotonic ms of the last byte on the channel */
+    bool hung;           /* heartbeat stopped: SIGKILL sent */
     bool ready;          /* sent WORKER_MSG_READY */
     bool draining;       /* told to QUIT (reload, graceful stop) */
     bool warned_slow;    /* "not ready yet" already logged */
@@ -33,6 +36,7 @@ struct slot_state {
     unsigned quick_deaths; /* consecutive deaths within SPAWN_QUICK_MS of start */
     bool pending;          /* a worker for this slot is to be forked */
     int64_t respawn_at;    /* monotonic ms, when pending */
+    int64_t died_at;       /* monotonic ms the last worker was reaped, until replaced */
 };
 
 enum master_state {
@@ -43,8 +47,25 @@ enum master_state {
 
 struct master {
     const char *conf_file;
+    char **argv;         /* for the binary upgrade: exec'd again as is */
+    char *exe;           /* argv[0] resolved to an absolute path at startup */
     struct config *cfg;  /* in force; the current generation runs it */
     unsigned generation; /* of the workers running cfg */
+
+    /* A reload in progress: the new generation runs cfg, the previous one
+     * old_cfg, until every new worker is ready (commit) or the deadline
+     * passes (abort: cfg and generation go back). */
+    bool reloading, reload_again;
+    struct config *old_cfg;
+    unsigned old_generation;
+    int64_t reload_deadline;
+
+    /* Binary upgrade, seen from the old master. */
+    pid_t upgrade_pid; /* the new master while it runs, else 0 */
+    bool oldbin;       /* our pid file was renamed to PID_FILE.oldbin */
+    bool winched;      /* WINCH: our workers drained, none respawned until HUP */
+    bool inherited;    /* we are the new master: sockets and shm came from the old one */
+    bool notified_ready;
     struct listen_set listens;
     struct shm shm;
     bool shm_ok;
@@ -70,14 +91,21 @@ struct master {
 };
 
 /* Start up from FILE (config, logs, listeners, shm, pid file), detach when
- * DAEMON, run until told to exit. Returns the process exit status: 0, or 1
+ * DAEMON, run until told to exit. ARGV is main's, kept for the binary
+ * upgrade; PORTICO_INHERIT in the environment means we are the new master of
+ * an upgrade and take the listening sockets and shm named there. Returns the process exit status: 0, or 1
  * when startup failed (the error was printed to stderr and logged). */
-int master_run(const char *file, bool daemon);
+int master_run(const char *file, bool daemon, char **argv);
 
 /* -s WORD: send the matching signal (reload HUP, reopen USR1, quit QUIT,
  * stop TERM, upgrade USR2) to the master named by FILE's pid_file. Returns
  * the exit status: 0, 1 after a message on stderr, 2 for an unknown WORD. */
 int master_signal(const char *file, const char *word);
+
+/* spawn_reap found a child that is no worker: the new master of a binary
+ * upgrade. Logs it and, when the new master died, takes back the pid file
+ * (and the traffic, after WINCH). */
+void master_child_exited(struct master *m, pid_t pid, int status);
 
 /* Monotonic clock in milliseconds. */
 int64_t master_now(void);

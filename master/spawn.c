@@ -80,7 +80,8 @@ static void child_drop_privileges(const struct master *m)
 
 /* The child keeps only what a worker needs: its channel end, its slot's
  * listening sockets, the logs and the shared memory. */
-static void __attribute__((noreturn)) child_run(struct master *m, unsigned slot, int chan)
+static void __attribute__((noreturn)) child_run(struct master *m, unsigned slot, unsigned row,
+                                                int chan)
 {
     for (unsigned i = 0; i < m->nprocs; i++)
         if (m->procs[i].channel >= 0) close(m->procs[i].channel);
@@ -104,6 +105,7 @@ static void __attribute__((noreturn)) child_run(struct master *m, unsigned slot,
         .cfg = m->cfg,
         .shm = &m->shm,
         .slot = slot,
+        .row = row,
         .listens = wl,
         .nlistens = (unsigned)n,
         .channel = chan,
@@ -118,9 +120,19 @@ int spawn_worker(struct master *m, unsigned slot, unsigned gen)
         log_error("worker %u: socketpair: %s", slot, strerror(errno));
         return -1;
     }
+    /* Claimed under the master's pid, handed to the child once it exists:
+     * the row is never free while a worker might write to it. */
+    int row = shm_row_claim(&m->shm, (int32_t)getpid());
+    if (row < 0) {
+        log_error("worker %u: no free row in shared memory", slot);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
     struct worker_proc *p = proc_add(m);
     if (!p) {
         log_error("worker %u: out of memory", slot);
+        shm_row_release(&m->shm, (unsigned)row);
         close(sv[0]);
         close(sv[1]);
         return -1;
@@ -129,21 +141,29 @@ int spawn_worker(struct master *m, unsigned slot, unsigned gen)
     if (pid == 0) {
         m->nprocs--; /* the entry being filled is not a sibling */
         close(sv[0]);
-        child_run(m, slot, sv[1]);
+        child_run(m, slot, (unsigned)row, sv[1]);
     }
     close(sv[1]);
     if (pid < 0) {
         log_error("worker %u: fork: %s", slot, strerror(errno));
+        shm_row_release(&m->shm, (unsigned)row);
         close(sv[0]);
         m->nprocs--;
         return -1;
     }
-    *p = (struct worker_proc){
-        .pid = pid, .slot = slot, .generation = gen, .channel = sv[0], .started = master_now()};
+    shm_row_set_owner(&m->shm, (unsigned)row, (int32_t)pid);
+    int64_t now = master_now();
+    *p = (struct worker_proc){.pid = pid,
+                              .slot = slot,
+                              .row = (unsigned)row,
+                              .generation = gen,
+                              .channel = sv[0],
+                              .started = now,
+                              .last_beat = now};
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = sv[0]};
     if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0)
         log_error("worker %u: epoll_ctl: %s", slot, strerror(errno));
-    log_debug("worker %u started, pid %d, generation %u", slot, (int)pid, gen);
+    log_debug("worker %u started, pid %d, generation %u, shm row %d", slot, (int)pid, gen, row);
     return 0;
 }
 
@@ -195,15 +215,6 @@ static void log_death(const struct master *m, const struct worker_proc *p, int s
             name ? name : "?", WCOREDUMP(status) ? ", core dumped" : "");
 }
 
-/* Another live worker may share the slot (an old generation draining next
- * to its successor); its counts are live, so only a sole owner is cleared. */
-static bool slot_shared(const struct master *m, const struct worker_proc *dead)
-{
-    for (unsigned i = 0; i < m->nprocs; i++)
-        if (&m->procs[i] != dead && m->procs[i].slot == dead->slot) return true;
-    return false;
-}
-
 static int64_t backoff_ms(unsigned quick_deaths)
 {
     if (quick_deaths <= 1) return 0;
@@ -215,9 +226,10 @@ static int64_t backoff_ms(unsigned quick_deaths)
 
 static void replace(struct master *m, const struct worker_proc *p, int64_t now)
 {
-    if (m->state != MASTER_RUNNING || p->draining || p->generation != m->generation) return;
-    if (p->slot >= m->cfg->workers) return;
+    if (m->state != MASTER_RUNNING || m->winched) return;
+    if (p->draining || p->generation != m->generation || p->slot >= m->cfg->workers) return;
     struct slot_state *s = &m->slots[p->slot];
+    s->died_at = now;
     s->quick_deaths = now - p->started < SPAWN_QUICK_MS ? s->quick_deaths + 1 : 0;
     int64_t delay = backoff_ms(s->quick_deaths);
     if (delay > 0)
@@ -236,13 +248,60 @@ void spawn_reap(struct master *m)
         if (pid <= 0) break;
         struct worker_proc *p = find_pid(m, pid);
         if (!p) {
-            log_debug("reaped unknown child %d", (int)pid);
+            master_child_exited(m, pid, status);
             continue;
         }
         log_death(m, p, status);
-        if (m->shm_ok && !slot_shared(m, p)) shm_slot_clear(&m->shm, p->slot);
+        /* Each worker has a row of its own: its counts go with it. */
+        if (m->shm_ok) shm_row_release(&m->shm, p->row);
         replace(m, p, now);
         proc_remove(m, p);
+    }
+}
+
+bool spawn_others_alive(const struct master *m)
+{
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (m->procs[i].generation != m->generation) return true;
+    return false;
+}
+
+bool spawn_generation_ready(const struct master *m)
+{
+    for (unsigned slot = 0; slot < m->cfg->workers; slot++) {
+        bool ok = false;
+        for (unsigned i = 0; i < m->nprocs && !ok; i++) {
+            const struct worker_proc *p = &m->procs[i];
+            ok = p->slot == slot && p->generation == m->generation && p->ready && !p->draining &&
+                 !p->hung;
+        }
+        if (!ok) return false;
+    }
+    return true;
+}
+
+void spawn_fill_missing(struct master *m)
+{
+    for (unsigned slot = 0; slot < m->cfg->workers; slot++) {
+        bool have = m->slots[slot].pending;
+        for (unsigned i = 0; i < m->nprocs && !have; i++) {
+            const struct worker_proc *p = &m->procs[i];
+            have = p->slot == slot && p->generation == m->generation && !p->draining;
+        }
+        if (!have) schedule(m, slot, 0);
+    }
+}
+
+void spawn_abort_generation(struct master *m, unsigned gen)
+{
+    static const char msg = WORKER_MSG_QUIT;
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct worker_proc *p = &m->procs[i];
+        if (p->generation != gen || p->draining) continue;
+        p->draining = true;
+        /* A ready worker may hold connections already: let it drain. */
+        if (!p->ready || p->channel < 0 || send(p->channel, &msg, 1, MSG_NOSIGNAL) != 1)
+            kill(p->pid, SIGKILL);
     }
 }
 
@@ -253,12 +312,20 @@ static struct worker_proc *find_channel(struct master *m, int fd)
     return NULL;
 }
 
-static void channel_byte(struct worker_proc *p, char c)
+static void channel_byte(struct master *m, struct worker_proc *p, char c, int64_t now)
 {
+    p->last_beat = now; /* any byte proves the worker's loop turns */
     if (c == WORKER_MSG_READY && !p->ready) {
         p->ready = true;
-        log_info("worker %u ready (pid %d)", p->slot, (int)p->pid);
-    } else if (c != WORKER_MSG_READY) {
+        struct slot_state *s = &m->slots[p->slot];
+        if (s->died_at && p->generation == m->generation) {
+            log_notice("worker %u replaced: pid %d accepting %lld ms after its predecessor died",
+                       p->slot, (int)p->pid, (long long)(now - s->died_at));
+            s->died_at = 0;
+        } else {
+            log_info("worker %u ready (pid %d)", p->slot, (int)p->pid);
+        }
+    } else if (c != WORKER_MSG_READY && c != WORKER_MSG_BEAT) {
         log_debug("worker %u: unknown channel byte 0x%02x", p->slot, (unsigned char)c);
     }
 }
@@ -271,11 +338,12 @@ void spawn_channel_event(struct master *m, int fd)
         return;
     }
     char buf[64];
+    int64_t now = master_now();
     for (;;) {
         ssize_t r = recv(fd, buf, sizeof buf, 0);
         if (r > 0) {
             for (ssize_t i = 0; i < r; i++)
-                channel_byte(p, buf[i]);
+                channel_byte(m, p, buf[i], now);
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
@@ -295,7 +363,7 @@ static int64_t earliest(int64_t a, int64_t b)
 static int64_t respawn_due(struct master *m, int64_t now)
 {
     int64_t next = -1;
-    if (m->state != MASTER_RUNNING) return -1;
+    if (m->state != MASTER_RUNNING || m->winched) return -1;
     for (unsigned slot = 0; slot < m->cfg->workers; slot++) {
         struct slot_state *s = &m->slots[slot];
         if (!s->pending) continue;
@@ -330,8 +398,30 @@ static int64_t ready_check(struct master *m, int64_t now)
     return next;
 }
 
+/* A worker whose loop stops turning (a livelock, a stuck syscall, SIGSTOP)
+ * sends no heartbeat; it is killed and, like any dead worker, replaced. */
+static int64_t heartbeat_check(struct master *m, int64_t now)
+{
+    int64_t next = -1;
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct worker_proc *p = &m->procs[i];
+        if (!p->ready || p->hung || p->channel < 0) continue;
+        int64_t left = p->last_beat + SPAWN_HEARTBEAT_TIMEOUT_MS - now;
+        if (left > 0) {
+            next = earliest(next, left);
+            continue;
+        }
+        log_error("worker %u (pid %d) sent no heartbeat for %lld ms, killing it", p->slot,
+                  (int)p->pid, (long long)(now - p->last_beat));
+        p->hung = true;
+        kill(p->pid, SIGKILL);
+    }
+    return next;
+}
+
 int spawn_tick(struct master *m, int64_t now)
 {
     int64_t next = earliest(respawn_due(m, now), ready_check(m, now));
+    next = earliest(next, heartbeat_check(m, now));
     return next < 0 ? -1 : next > 60000 ? 60000 : (int)next;
 }

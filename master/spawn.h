@@ -3,6 +3,7 @@
 #ifndef PORTICO_SPAWN_H
 #define PORTICO_SPAWN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct master;
@@ -11,6 +12,7 @@ struct worker_proc;
 #define SPAWN_QUICK_MS 1000       /* a death this soon after start counts as "quick" */
 #define SPAWN_BACKOFF_MAX_MS 5000 /* longest pause between two quick respawns */
 #define SPAWN_READY_WARN_MS 5000  /* a worker not READY by then is reported once */
+#define SPAWN_HEARTBEAT_TIMEOUT_MS 2000 /* a worker silent this long is killed */
 #define SPAWN_ALL_GENERATIONS (~0u)
 
 /* Fork one worker for SLOT of generation GEN running m->cfg, and register
@@ -26,6 +28,20 @@ unsigned spawn_generation(struct master *m, unsigned gen);
  * flight work and exit. A worker whose channel is gone gets SIGTERM. */
 void spawn_drain(struct master *m, unsigned gen);
 
+/* Abort generation GEN (a reload whose workers did not all get ready): the
+ * ready ones drain, the others get SIGKILL. None of them is replaced. */
+void spawn_abort_generation(struct master *m, unsigned gen);
+
+/* True when every slot of m->cfg has a ready, live worker of m->generation. */
+bool spawn_generation_ready(const struct master *m);
+
+/* True while a worker of another generation than m->generation lives. */
+bool spawn_others_alive(const struct master *m);
+
+/* Schedule a worker at once for each slot of m->cfg that has no live,
+ * non-draining worker of m->generation (after an aborted reload). */
+void spawn_fill_missing(struct master *m);
+
 /* Send SIG to every live worker. */
 void spawn_kill_all(struct master *m, int sig);
 
@@ -33,11 +49,11 @@ void spawn_kill_all(struct master *m, int sig);
  * state, schedule its replacement when the master is running. */
 void spawn_reap(struct master *m);
 
-/* Read what a worker sent on channel FD (READY; EOF). */
+/* Read what a worker sent on channel FD (READY, heartbeat; EOF). */
 void spawn_channel_event(struct master *m, int fd);
 
-/* Fork the replacements whose time has come and report workers slow to get
- * ready. Returns the milliseconds until the next thing to do, or -1. */
+/* Fork the replacements whose time has come, report workers slow to get
+ * ready, SIGKILL those whose heartbeat stopped. Returns the milliseconds until the next thing to do, or -1. */
 int spawn_tick(struct master *m, int64_t now);
 
 #endif

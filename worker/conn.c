@@ -618,12 +618,18 @@ void conn_kick(struct worker *w, struct conn *c)
     if (c->state != CONN_CLOSED) conn_run(w, c);
 }
 
+#define DRAIN_GRACE_MS 1000
+
+/* An idle keep-alive connection may already carry the client's next
+ * request on the wire: closing it now would lose that request. It gets a
+ * short grace instead; a request arriving within it is answered with
+ * Connection: close (close_after), then the close lingers. */
 void conn_drain(struct worker *w, struct conn *c)
 {
-    if (c->state == CONN_IDLE)
-        conn_close(w, c, "draining");
-    else
-        c->close_after = true;
+    c->close_after = true;
+    if (c->state != CONN_IDLE) return;
+    int64_t at = w->now + DRAIN_GRACE_MS;
+    if (!timer_armed(&c->timer) || c->timer.when > at) timer_arm(&w->timers, &c->timer, at);
 }
 
 void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,

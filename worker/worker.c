@@ -267,6 +267,7 @@ static int setup(struct worker *w, const struct worker_args *a)
     w->cfg = a->cfg;
     w->shm = a->shm;
     w->slot = a->slot;
+    w->row = a->row;
     w->channel = a->channel;
     w->buf_size[BUF_BIG] = buffer_size(a->cfg);
     w->buf_size[BUF_SMALL] = 4096 - sizeof(struct buf) - 16; /* a page with malloc's header */
@@ -340,6 +341,7 @@ int worker_main(const struct worker_args *a)
         if (write(w.channel, &ready, 1) != 1) log_warn("cannot tell the master we are ready");
     }
     struct epoll_event events[MAX_EVENTS];
+    int64_t next_beat = w.now + WORKER_BEAT_MS;
     while (!w.stopping) {
         int timeout = timers_next(&w.timers, w.now);
         int n = epoll_wait(w.epfd, events, MAX_EVENTS, timeout);
@@ -361,7 +363,17 @@ int worker_main(const struct worker_args *a)
         }
         run_timers(&w);
         free_dead(&w);
-        if (w.draining && (w.nconns == 0 || w.now >= w.drain_deadline)) break;
+        if (w.channel >= 0 && w.now >= next_beat) {
+            /* The tick timer wakes the loop often enough for this. */
+            char beat = WORKER_MSG_BEAT;
+            if (write(w.channel, &beat, 1) < 0 && errno != EAGAIN)
+                log_debug("heartbeat: %s", strerror(errno));
+            next_beat = w.now + WORKER_BEAT_MS;
+        }
+        if (w.draining && (w.nconns == 0 || w.now >= w.drain_deadline)) {
+            if (w.nconns) log_warn("shutdown_timeout: closing %u connections", w.nconns);
+            break;
+        }
     }
     log_access_flush();
     return 0;
