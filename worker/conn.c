@@ -221,8 +221,15 @@ void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
     struct exchange *x = c->x;
     access_log_exchange(w, x);
     c->nrequests++;
-    if (!keepalive || c->close_after || w->draining) {
-        conn_linger(w, c);
+    /* Draining: a response that promised keep-alive (its head went out
+     * before the drain) keeps its promise; conn_drain's grace follows. */
+    if (!keepalive || c->close_after) {
+        /* The client asked to close and we read all it sent: nothing can
+         * turn into an RST, so skip the lingering close's extra round. */
+        bool drained = (x->req.flags & H1_MSG_DONE) && (!c->in || c->in->lo == c->in->hi) &&
+                       !c->can_read;
+        if (!x->client_keepalive && drained) conn_close(w, c, "closed after response");
+        else conn_linger(w, c);
         return;
     }
     conn_release_request(w, c);
@@ -235,9 +242,11 @@ void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
         conn_set_state(c, CONN_HEAD);
         c->had_bytes = true;
         timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+        if (w->draining) conn_drain(w, c);
         return;
     }
     conn_idle(w, c);
+    if (w->draining) conn_drain(w, c);
 }
 
 /* Host of the request: the authority of an absolute-form target, else the
@@ -626,6 +635,9 @@ void conn_kick(struct worker *w, struct conn *c)
  * Connection: close (close_after), then the close lingers. */
 void conn_drain(struct worker *w, struct conn *c)
 {
+    /* A response under way (proxy, respond) may have promised keep-alive;
+     * proxy.c answers heads made from now on with close (w->draining). */
+    if (c->state != CONN_IDLE && c->state != CONN_HEAD) return;
     c->close_after = true;
     if (c->state != CONN_IDLE) return;
     int64_t at = w->now + DRAIN_GRACE_MS;
