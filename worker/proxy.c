@@ -628,6 +628,9 @@ static enum pump resp_parsed(struct worker *w, struct exchange *x, enum http1_re
                 return attempt_failed(w, x, 502, "response head too large", false);
             return PROGRESS;
         }
+        /* Upgrade is never forwarded, so a 101 is a broken upstream. */
+        if (x->resp.status == 101)
+            return attempt_failed(w, x, 502, "unexpected 101 Switching Protocols", false);
         if (retry_on_status(w, x)) return PROGRESS;
         if (x->c->state != CONN_PROXY) return ENDED;
         x->resp_head_done = true;
