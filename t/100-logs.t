@@ -95,6 +95,14 @@ sub check_error_log {
     like $lines[1], qr{"GET /local/y HTTP/1\.1" 200 \d+ "-" "-" upstream=\S+ upstream_time=\S+ request_time=\d+(\.\d+)? id=local-id-1$},
       'combined line for a return route' or diag $lines[1];
     like $lines[2], qr{"GET /local/ten HTTP/1\.0" 200 \d+ }, 'combined line for HTTP/1.0' or diag $lines[2];
+    # Requests portico refuses are logged too: a bad head as "-".
+    my $bad = Portico::Client->new($port);
+    $bad->send("GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n");
+    is $bad->read_response->status, 400, 'malformed head refused';
+    http_get($port, '/nowhere-at-all');
+    @lines = access_lines($p, 6);
+    like $lines[4], qr{"-" 400 \d+ "-" "-" upstream=- }, 'a refused malformed request is logged with "-"' or diag $lines[4];
+    like $lines[5], qr{"GET /nowhere-at-all HTTP/1\.1" 200 }, "the next request on another connection is logged" or diag $lines[5];
     $p->finish;
     check_error_log($p, 'combined run');
 }

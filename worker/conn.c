@@ -397,7 +397,7 @@ static void dispatch(struct worker *w, struct conn *c)
 
     struct slice host = {"", 0}, path = {"", 0};
     int hr = request_host(x, &host, &path);
-    keep_for_log(x, host);
+    if (w->cfg->access_log) keep_for_log(x, host); /* only what a log line needs */
     /* RFC 9112 3: single spaces between the parts; llhttp tolerates more. */
     if (m->target != m->method + m->method_len + 1 ||
         memcmp(m->base + m->target + m->target_len, " HTTP/", 6) != 0)
