@@ -402,6 +402,12 @@ static void dispatch(struct worker *w, struct conn *c)
     if (m->target != m->method + m->method_len + 1 ||
         memcmp(m->base + m->target + m->target_len, " HTTP/", 6) != 0)
         return conn_error(w, c, 400, "malformed request line");
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing. */
+    if (m->minor == 0 && (m->flags & H1_CHUNKED))
+        return conn_error(w, c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    /* A fragment is not part of a request-target; routing must not see one. */
+    if (memchr(m->base + m->target, '#', m->target_len))
+        return conn_error(w, c, 400, "fragment in the request target");
     if (hr == -1) return conn_error(w, c, 400, "bad Host or request target");
     if (path_has_dot_segment(path.p, path.n)) return conn_error(w, c, 400, "dot segment in path");
     const char *q = memchr(path.p, '?', path.n);
