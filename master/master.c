@@ -427,6 +427,11 @@ static void stop_graceful(struct master *m)
     m->state = MASTER_QUITTING;
     m->deadline = master_now() + m->cfg->shutdown_timeout + QUIT_SLACK_MS;
     spawn_drain(m, SPAWN_ALL_GENERATIONS);
+    /* The workers close their copies as they start draining; once ours are
+     * gone too, a new connection is refused instead of waiting in a queue
+     * that nobody accepts from and that would be reset when we exit. After
+     * a binary upgrade the new master holds sockets of its own. */
+    listen_close_all(&m->listens);
 }
 
 /* ---- reload ---- */
@@ -529,7 +534,8 @@ static void reload_abort(struct master *m)
     char err[512];
     /* Only marks the old sockets used again; the new ones close once the
      * aborted workers are gone (listen_close_unused after the reap). */
-    if (listen_open(&m->listens, m->cfg, err, sizeof err) < 0) log_error("%s", err);
+    if (m->state == MASTER_RUNNING && listen_open(&m->listens, m->cfg, err, sizeof err) < 0)
+        log_error("%s", err);
     reload_logs(m);
     for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)
         m->slots[i] = (struct slot_state){0};
@@ -669,9 +675,9 @@ void master_child_exited(struct master *m, pid_t pid, int status)
 
 static void reopen_logs(struct master *m)
 {
-    log_notice("reopening logs");
     log_reopen();
     log_access_reopen();
+    log_notice("logs reopened"); /* in the new file: the rotation worked */
     chown_logs(m);
     spawn_kill_all(m, SIGUSR1);
 }

@@ -156,6 +156,9 @@ static void drain_start(struct worker *w)
     w->drain_deadline = w->now + w->cfg->shutdown_timeout;
     log_notice("draining: %u connections open", w->nconns);
     for (unsigned i = 0; i < w->nls; i++) {
+        /* What already waits in our queue is ours to serve: on shutdown, or
+         * a slot the reload drops, nobody else may ever accept it. */
+        if (!w->ls[i].paused) accept_some(w, &w->ls[i]);
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ls[i].fd, NULL);
         close(w->ls[i].fd);
     }

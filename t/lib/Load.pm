@@ -11,6 +11,8 @@
 # HTTP client does, and is not a failure. close: a new connection per
 # request. A failure is a refused or reset connect, a request that got no
 # complete response, or a timeout; non2xx counts responses outside 200-299.
+# until_refused => 1 (graceful shutdown): a refused connect ends the client
+# instead of counting as a failure.
 package Load;
 
 use strict;
@@ -23,6 +25,7 @@ sub start {
     my ($class, $port, %o) = @_;
     my $self = bless { port => $port, clients => $o{clients} // 4,
                        mode => $o{mode} // 'keepalive', path => $o{path} // '/load',
+                       until_refused => $o{until_refused},
                        pids => [] }, $class;
     $self->{dir} = Portico::test_dir() . "/load" . ++$Load::N;
     mkdir $self->{dir};
@@ -59,6 +62,7 @@ sub _client {
         if (!$c) {
             $c = Portico::Client->new($self->{port});
             if (!$c) {
+                last if $self->{until_refused};    # the server stopped listening
                 $failed++;
                 push @err, sprintf("%.3f connect: %s", time, $!);
                 sleep 0.01;
@@ -115,6 +119,7 @@ sub count { $_[0]->_sum->{ok} }
 sub stop {
     my ($self) = @_;
     Portico::write_file("$self->{dir}/stop", '');
+    # A client that ended on its own (until_refused) saved its counts.
     waitpid($_, 0) for @{ $self->{pids} };
     $self->{pids} = [];
     return $self->_sum;
