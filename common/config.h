@@ -25,8 +25,8 @@ struct conf_addr {
 };
 
 struct conf_server {
-    char *hostport; /* "HOST:PORT" as written */
-    char *name;     /* name=ID, else hostport; used by X-Upstream and logs */
+    char *hostport;        /* "HOST:PORT" as written */
+    char *name;            /* name=ID, else hostport; used by X-Upstream and logs */
     struct conf_addr addr; /* resolved at load time (first address) */
     unsigned weight;       /* >= 1, default 1 */
     unsigned max_conns;    /* 0 = unlimited; counted over all workers */
@@ -144,9 +144,10 @@ const char *config_library_version(void);
 
 /* Value parsers shared with tests. Each returns 0 and stores the value, or
  * -1 on a malformed or out-of-range string. */
-int config_parse_duration(const char *s, int64_t *ms);  /* 250ms 10s 5m 1h; bare number = seconds */
-int config_parse_size(const char *s, int64_t *bytes);   /* 512 16k 8m 1g */
-int config_parse_bool(const char *s, bool *b);          /* on/off yes/no true/false 1/0 */
-int config_parse_hostport(const char *s, struct conf_addr *a, int resolve); /* ADDR:PORT [::]:P *:P */
+int config_parse_duration(const char *s, int64_t *ms); /* 250ms 10s 5m 1h; bare number = seconds */
+int config_parse_size(const char *s, int64_t *bytes);  /* 512 16k 8m 1g */
+int config_parse_bool(const char *s, bool *b);         /* on/off yes/no true/false 1/0 */
+int config_parse_hostport(const char *s, struct conf_addr *a,
+                          int resolve); /* ADDR:PORT [::]:P *:P */
 
 #endif

@@ -24,7 +24,10 @@ void timers_free(struct timers *ts);
 int timer_arm(struct timers *ts, struct timer *t, int64_t when);
 /* Disarm T; a no-op when it is not armed. */
 void timer_cancel(struct timers *ts, struct timer *t);
-static inline int timer_armed(const struct timer *t) { return t->pos != 0; }
+static inline int timer_armed(const struct timer *t)
+{
+    return t->pos != 0;
+}
 /* Pop and return one timer whose deadline is <= NOW, or NULL. */
 struct timer *timers_pop_expired(struct timers *ts, int64_t now);
 /* Milliseconds until the earliest deadline (0 if already due), -1 if none. */

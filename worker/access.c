@@ -49,8 +49,10 @@ void access_log_exchange(struct worker *w, struct exchange *x)
     char ip[64], req[1100], host[600], ref[600], ua[600], up[80];
     net_addr_ip(&x->c->peer.sa, ip, sizeof(ip));
     /* A request refused before its line was complete logs as "-". */
-    if (x->log_req_len) escape(req, sizeof(req), x->log_req, x->log_req_len, json);
-    else strcpy(req, "-");
+    if (x->log_req_len)
+        escape(req, sizeof(req), x->log_req, x->log_req_len, json);
+    else
+        strcpy(req, "-");
     const char *meta = x->log_meta, *end = x->log_meta + x->log_meta_len;
     const char *f[3] = {"", "", ""};
     for (int i = 0; i < 3 && meta <= end; i++) {

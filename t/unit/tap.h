@@ -31,7 +31,7 @@ static int tap_n, tap_failed;
         const char *g_ = (got), *w_ = (want);                                                      \
         int eq_ = g_ && w_ ? strcmp(g_, w_) == 0 : g_ == w_;                                       \
         ok(eq_, __VA_ARGS__);                                                                      \
-        if (!eq_) printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");  \
+        if (!eq_) printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
     } while (0)
 
 static inline int tap_done(void)
