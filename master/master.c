@@ -808,9 +808,9 @@ int master_run(const char *file, bool daemon, char **argv)
                        .epfd = -1,
                        .notify_fd = -1,
                        .shm = {.fd = -1}};
-    m.exe = resolve_exe(argv[0]);
     m.cfg = config_load(file, stderr);
     if (!m.cfg) return 1;
+    m.exe = resolve_exe(argv[0]);
     int rc = start(&m);
     if (rc == 0) {
         loop(&m);
