@@ -146,6 +146,7 @@ struct worker {
     struct ev channel_ev;
     int channel;
     bool stopping, draining, accept_backoff;
+    int64_t emfile_logged; /* when running out of descriptors was last logged */
     struct conn *live;
     int64_t drain_deadline;
     int64_t now;       /* monotonic ms, once per loop turn */

@@ -135,7 +135,12 @@ static void accept_some(struct worker *w, struct lsock *l)
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: stop accepting briefly instead of spinning. */
-                log_error("accept: %s; pausing accept for %d ms", strerror(errno), EMFILE_PAUSE_MS);
+                /* Once per 10 s: at the limit this repeats every pause. */
+                if (!w->emfile_logged || w->now - w->emfile_logged >= 10000) {
+                    log_error("accept: %s; pausing accept for %d ms at a time", strerror(errno),
+                              EMFILE_PAUSE_MS);
+                    w->emfile_logged = w->now;
+                }
                 for (unsigned k = 0; k < w->nls; k++)
                     listen_pause(w, &w->ls[k], true);
                 w->accept_backoff = true;
