@@ -21,6 +21,7 @@
 #include "common/net.h"
 #include "common/shm.h"
 #include "common/str.h"
+#include "worker/tls.h"
 
 #define MAX_LINE 65536    /* longer lines are refused, not truncated */
 #define MAX_NAME 63       /* section names: logs and metric labels */
@@ -574,8 +575,9 @@ static void strv_dump(FILE *out, const struct conf_key *k, const void *base, con
         fprintf(out, "%s = %s\n", k->key, v[i]);
 }
 
-/* "CERT.pem KEY.pem": both resolved and readable, then stored. TLS itself is
- * refused until its issue lands: lifting that is the last lines below. */
+/* "CERT.pem KEY.pem": both resolved and readable, then stored with its line;
+ * the pair itself is parsed and checked by tls_server_new once the whole
+ * listener is known (config_validate). */
 static int certificate_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
 {
     char *cur = scratch(p, v);
@@ -591,8 +593,12 @@ static int certificate_parse(struct parse *p, const struct conf_key *k, void *ba
     if (!both) return -1;
     snprintf(both, n, "%s %s", cp, kp);
     if ((strv_add(p, k, base, both) | rc) < 0) return -1;
-    perr(p, "TLS is not supported yet (%s)", k->key);
-    return -1;
+    struct conf_listener *l = base;
+    unsigned nlines = l->ncertificates - 1;
+    int *line = vec_add(p, p->c->arena, &l->certificate_lines, &nlines, sizeof(int));
+    if (!line) return -1;
+    *line = p->lineno;
+    return 0;
 }
 
 /* ---- [upstream] ---- */
@@ -1451,6 +1457,30 @@ static void refs_resolve(struct parse *p)
     }
 }
 
+/* tls_server_new's reports: errors count, warnings only print. */
+static void tls_report(void *arg, int line, bool warning, const char *msg)
+{
+    struct parse *p = arg;
+    if (!warning) {
+        perr_at(p, line, "%s", msg);
+        return;
+    }
+    if (p->errf) fprintf(p->errf, "%s:%d: warning: %s\n", p->file, line, msg);
+}
+
+static void tls_build(struct parse *p, struct conf_listener *l)
+{
+    if (!l->ncertificates) return;
+    if (l->redirect_to_https) {
+        perr_at(p, l->certificate_lines[0],
+                "[listener %s]: redirect_to_https is for plaintext listeners, not with "
+                "\"certificate\"",
+                l->name);
+        return;
+    }
+    l->tls = tls_server_new(l, l->certificate_lines, tls_report, p);
+}
+
 static void config_validate(struct parse *p)
 {
     struct config *c = p->c;
@@ -1459,6 +1489,7 @@ static void config_validate(struct parse *p)
         struct conf_listener *l = &c->listeners[i];
         l->index = i;
         if (!l->naddrs) perr_at(p, l->line, "[listener %s] has no \"listen\"", l->name);
+        if (!p->nerrors) tls_build(p, l);
     }
     unsigned id = 0;
     for (unsigned i = 0; i < c->nupstreams; i++) {
@@ -1568,7 +1599,10 @@ void config_dump(const struct config *c, FILE *out)
 
 void config_free(struct config *c)
 {
-    if (c) arena_free(c->arena);
+    if (!c) return;
+    for (unsigned i = 0; i < c->nlisteners; i++)
+        tls_server_free(c->listeners[i].tls);
+    arena_free(c->arena);
 }
 
 const char *config_library_version(void)

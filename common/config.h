@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+struct tls_server;
+
 #define CONF_MAX_LISTENERS 64 /* routes refer to listeners by bit in a mask */
 
 enum conf_balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_IP_HASH };
@@ -71,8 +73,10 @@ struct conf_listener {
     unsigned max_headers;
     int64_t max_body_size;
     unsigned max_requests;
-    char **certificates; /* "CERT KEY" strings; TLS refused until its issue */
+    char **certificates; /* "CERT KEY" strings (resolved paths) */
     unsigned ncertificates;
+    int *certificate_lines; /* config line of each certificate */
+    struct tls_server *tls; /* built at load when there are certificates; owned */
     char *tls_protocols, *tls_ciphers, *alpn;
     bool tls_session_tickets;
     unsigned redirect_to_https; /* port, 0 = off */

@@ -15,12 +15,14 @@
 #include "common/str.h"
 #include "worker/core.h"
 #include "worker/route.h"
+#include "worker/tls.h"
 
 #define LINGER_MS 2000
 
 const char *conn_state_str(enum conn_state s)
 {
-    static const char *const names[] = {"idle", "head", "proxy", "respond", "linger", "closed"};
+    static const char *const names[] = {"idle",   "head",      "proxy", "respond",
+                                        "linger", "handshake", "closed"};
     return s <= CONN_CLOSED ? names[s] : "?";
 }
 
@@ -56,6 +58,27 @@ enum io_result out_write(int fd, struct out *o, bool *can_write)
     return IO_OK;
 }
 
+ssize_t conn_read(struct conn *c, void *p, size_t n)
+{
+    if (c->tls) return tls_read(c, p, n);
+    for (;;) {
+        ssize_t k = read(c->fd, p, n);
+        /* A short read drained the socket; edge-triggered epoll reports the
+         * next arrival, so skip the read that would only say EAGAIN. Not so
+         * when the FIN came with the last edge: no edge will announce it. */
+        if (k > 0 && (size_t)k < n && !c->rdhup) c->can_read = false;
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && errno == EAGAIN) c->can_read = false;
+        return k;
+    }
+}
+
+enum io_result conn_write(struct worker *w, struct conn *c, struct out *o)
+{
+    if (c->tls) return (enum io_result)tls_write(w, c, o);
+    return out_write(c->fd, o, &c->can_write);
+}
+
 static void conn_release_request(struct worker *w, struct conn *c)
 {
     if (c->x) {
@@ -78,6 +101,7 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
     if (c->x && c->x->u) proxy_abort(w, c->x, reason);
     conn_free_buffers(w, c);
     timer_cancel(&w->timers, &c->timer);
+    if (c->tls) tls_conn_free(c);
     close(c->fd);
     c->fd = -1;
     conn_set_state(c, CONN_CLOSED);
@@ -97,6 +121,7 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
 static void conn_linger(struct worker *w, struct conn *c)
 {
     conn_free_buffers(w, c);
+    if (c->tls) tls_conn_notify(c);
     shutdown(c->fd, SHUT_WR);
     conn_set_state(c, CONN_LINGER);
     timer_arm(&w->timers, &c->timer, w->now + LINGER_MS);
@@ -348,7 +373,7 @@ static void expand_redirect(struct worker *w, struct conn *c, const struct conf_
             v = (struct slice){x->req.base + x->req.target, x->req.target_len};
             s += 12;
         } else if (strncmp(s, "$scheme", 7) == 0) {
-            v = (struct slice){"http", 4};
+            v = c->tls ? (struct slice){"https", 5} : (struct slice){"http", 4};
             s += 7;
         } else {
             url[o++] = *s++;
@@ -365,6 +390,22 @@ static void expand_redirect(struct worker *w, struct conn *c, const struct conf_
     int n = snprintf(body, sizeof(body), "%d %s\n", (int)r->redirect_code,
                      respond_reason((int)r->redirect_code));
     conn_respond(w, c, (int)r->redirect_code, hdr, body, (size_t)n);
+}
+
+/* redirect_to_https: 308 to the same host and target over https. */
+static void redirect_https(struct worker *w, struct conn *c, struct slice host, struct slice path)
+{
+    unsigned port = c->wl->listener->redirect_to_https;
+    char hdr[2300];
+    char portstr[8] = "";
+    if (port != 443) snprintf(portstr, sizeof(portstr), ":%u", port);
+    if (path.n == 1 && path.p[0] == '*') path = (struct slice){"/", 1};
+    if (path.n == 0) path = (struct slice){"/", 1};
+    int n = snprintf(hdr, sizeof(hdr), "Location: https://%.*s%s%.*s\r\n", (int)host.n, host.p,
+                     portstr, (int)path.n, path.p);
+    if (n < 0 || (size_t)n >= sizeof(hdr)) return conn_error(w, c, 414, "target too long to redirect");
+    static const char body[] = "308 Permanent Redirect\n";
+    conn_respond(w, c, 308, hdr, body, sizeof(body) - 1);
 }
 
 static void dispatch(struct worker *w, struct conn *c)
@@ -410,6 +451,10 @@ static void dispatch(struct worker *w, struct conn *c)
         return conn_error(w, c, 400, "fragment in the request target");
     if (hr == -1) return conn_error(w, c, 400, "bad Host or request target");
     if (path_has_dot_segment(path.p, path.n)) return conn_error(w, c, 400, "dot segment in path");
+    if (l->redirect_to_https) {
+        if (!host.n) return conn_error(w, c, 400, "no Host to redirect to");
+        return redirect_https(w, c, host, path);
+    }
     const char *q = memchr(path.p, '?', path.n);
     size_t plen = q ? (size_t)(q - path.p) : path.n;
     if (plen == 0) plen = 0; /* absolute-form without path: route as "/" */
@@ -516,11 +561,7 @@ static bool head_read(struct worker *w, struct conn *c)
     while (c->can_read && c->state != CONN_CLOSED) {
         struct buf *in = c->in;
         size_t room = in->cap - in->hi;
-        ssize_t n = read(c->fd, in->data + in->hi, room);
-        /* A short read drained the socket; edge-triggered epoll reports the
-         * next arrival, so skip the read that would only say EAGAIN. Not so
-         * when the FIN came with the last edge: no edge will announce it. */
-        if (n > 0 && (size_t)n < room && !c->rdhup) c->can_read = false;
+        ssize_t n = conn_read(c, in->data + in->hi, room);
         if (n > 0) {
             if (c->state == CONN_IDLE) {
                 conn_set_state(c, CONN_HEAD);
@@ -547,7 +588,7 @@ static bool head_read(struct worker *w, struct conn *c)
 static bool respond_write(struct worker *w, struct conn *c)
 {
     struct exchange *x = c->x;
-    enum io_result r = out_write(c->fd, &x->cl_out, &c->can_write);
+    enum io_result r = conn_write(w, c, &x->cl_out);
     if (r == IO_AGAIN) {
         timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->send_timeout);
         return false;
@@ -557,6 +598,23 @@ static bool respond_write(struct worker *w, struct conn *c)
         return true;
     }
     conn_exchange_done(w, c, !c->close_after);
+    return true;
+}
+
+/* Returns true when the handshake ended (the state changed). */
+static bool handshake_step(struct worker *w, struct conn *c)
+{
+    if (!c->can_read && !c->can_write) return false;
+    int r = tls_handshake(w, c);
+    if (r == 0) return false;
+    if (r < 0) {
+        conn_close(w, c, "TLS handshake failed");
+        return true;
+    }
+    conn_set_state(c, CONN_IDLE);
+    /* The first request gets its own header_timeout after the handshake's. */
+    timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+    if (w->draining) conn_drain(w, c);
     return true;
 }
 
@@ -578,6 +636,9 @@ static void conn_run(struct worker *w, struct conn *c)
             break;
         case CONN_LINGER:
             linger_read(w, c);
+            break;
+        case CONN_HANDSHAKE:
+            again = handshake_step(w, c);
             break;
         case CONN_CLOSED:
             break;
@@ -622,6 +683,9 @@ void conn_timeout(struct worker *w, struct conn *c)
         return;
     case CONN_LINGER:
         conn_close(w, c, "linger timeout");
+        return;
+    case CONN_HANDSHAKE:
+        conn_close(w, c, "TLS handshake timeout (header_timeout)");
         return;
     case CONN_CLOSED:
         return;
@@ -682,6 +746,13 @@ void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
     if (w->live) w->live->live_prev = c;
     w->live = c;
     conn_set_state(c, CONN_IDLE);
+    if (wl->listener->tls) {
+        if (tls_conn_new(w, c) < 0) {
+            conn_close(w, c, "out of memory for TLS");
+            return;
+        }
+        conn_set_state(c, CONN_HANDSHAKE);
+    }
     /* The first request gets header_timeout, not idle_timeout. */
     timer_arm(&w->timers, &c->timer, w->now + wl->listener->header_timeout);
     c->can_read = true; /* the request often arrives with the handshake's last ACK */

@@ -47,6 +47,7 @@ enum conn_state {
     CONN_PROXY,   /* an exchange with an upstream is running */
     CONN_RESPOND, /* writing a response portico made itself */
     CONN_LINGER,  /* shut down for writing, reading to EOF before close */
+    CONN_HANDSHAKE, /* TLS handshake before the first request */
     CONN_CLOSED,  /* waiting to be freed after the event batch */
 };
 
@@ -65,6 +66,7 @@ struct conn {
     uint32_t nrequests;
     struct conn *next;                  /* free list / graveyard */
     struct conn *live_prev, *live_next; /* every open connection, for draining */
+    struct tls_conn *tls; /* TLS listeners only; NULL on plaintext ones */
     union {
         struct sockaddr sa;
         struct sockaddr_in sin;
@@ -169,6 +171,7 @@ struct worker {
     struct upool *pools; /* by conf_server.id */
     struct balance bal;
     uint64_t rid_seed, rid_counter;
+    struct tls_worker *tls; /* NULL without TLS listeners */
 };
 
 /* worker.c */
@@ -220,6 +223,11 @@ void upstream_close(struct worker *w, struct uconn *u, const char *reason);
 /* out.c-like helpers in conn.c: write an out queue. */
 enum io_result { IO_OK, IO_AGAIN, IO_ERROR };
 enum io_result out_write(int fd, struct out *o, bool *can_write);
+/* The client side, through TLS on TLS listeners. conn_read is read(2) on
+ * the plaintext (EINTR retried, can_read cleared when drained or at EAGAIN);
+ * conn_write writes O like out_write. */
+ssize_t conn_read(struct conn *c, void *p, size_t n);
+enum io_result conn_write(struct worker *w, struct conn *c, struct out *o);
 static inline bool out_pending(const struct out *o)
 {
     return o->i < o->n;

@@ -245,7 +245,7 @@ static bool build_request_head(struct worker *w, struct exchange *x, const struc
     char ip[64];
     size_t iplen = net_addr_ip(&x->c->peer.sa, ip, sizeof(ip));
     wr_joined(&o, m, "X-Forwarded-For", ip, iplen);
-    wr_str(&o, "X-Forwarded-Proto: http\r\n");
+    wr_str(&o, x->c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     if (ch.n) wr_header(&o, "X-Forwarded-Host", 16, ch.p, ch.n);
     wr_joined(&o, m, "Via", "1.1 portico", 11);
     wr_header(&o, "X-Request-ID", 12, x->rid, x->rid_len);
@@ -566,8 +566,7 @@ static enum pump pump_req(struct worker *w, struct exchange *x)
     if (in->lo >= in->hi) { /* nothing left to parse: read */
         if (!c->can_read) return STALL;
         size_t room = in->cap - in->hi;
-        ssize_t n = read(c->fd, in->data + in->hi, room);
-        if (n > 0 && (size_t)n < room && !c->rdhup) c->can_read = false; /* see head_read */
+        ssize_t n = conn_read(c, in->data + in->hi, room);
         if (n < 0 && errno == EINTR) return PROGRESS;
         if (n < 0 && errno == EAGAIN) {
             c->can_read = false;
@@ -672,7 +671,7 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
     struct uconn *u = x->u;
     if (out_pending(&x->cl_out)) {
         if (!c->can_write) return STALL;
-        enum io_result r = out_write(c->fd, &x->cl_out, &c->can_write);
+        enum io_result r = conn_write(w, c, &x->cl_out);
         if (r == IO_AGAIN) return STALL;
         if (r == IO_ERROR) return abort_client(w, x, "write to client failed");
         if (x->resp_head_done && u && u->in && u->in->lo == u->in->hi) u->in->lo = u->in->hi = 0;

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/shm.h"
 #include "worker/core.h"
+#include "worker/tls.h"
 
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
@@ -298,6 +299,7 @@ static int setup(struct worker *w, const struct worker_args *a)
     w->ls = calloc(a->nlistens ? a->nlistens : 1, sizeof(*w->ls));
     if (!w->pools || !w->ls || balance_init(&w->bal, a->cfg, a->shm) < 0) return -1;
     clock_update(w);
+    if (tls_worker_init(w) < 0) return -1; /* after fork: own DRBG and PSA state */
 
     for (unsigned i = 0; i < a->nlistens; i++) {
         struct lsock *l = &w->ls[w->nls++];
