@@ -21,6 +21,7 @@ my $hoppy = Upstream->new(name => 'hoppy', headers => [
     'X-Frame-Options: ALLOWALL',
     'X-Kept: yes',
     'Via: 1.0 inner',
+    'Date: Tue, 01 Dec 2026 10:00:00 GMT',
     'Set-Cookie: a=1; Path=/',
     'Set-Cookie: b=2; Path=/',
 ]);
@@ -218,6 +219,11 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     is $r->header('x-frame-options'), 'DENY', 'response_header replaces the upstream value';
     like $r->header('via') // '', qr/^1\.0 inner,\s*1\.1 portico$/, 'Via appended to the upstream\'s';
     is $r->body, "hello from hoppy\n", 'body intact';
+    is_deeply [$r->headers_named('date')], ['Tue, 01 Dec 2026 10:00:00 GMT'], 'the upstream\'s Date kept, not doubled';
+    # RFC 9110 6.6.1: a forwarded response without Date gets one.
+    my $rp = http_get($port, '/plain/x');
+    like $rp->header('date') // '', qr/^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/,
+      'Date added to an upstream response that had none' or diag $rp->summary;
     is_deeply [$r->headers_named('set-cookie')], ['a=1; Path=/', 'b=2; Path=/'],
       'two Set-Cookie headers kept separate';
     my $r2 = $r->conn->request('GET', '/hoppy/y');
