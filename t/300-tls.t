@@ -46,6 +46,7 @@ certificate = $dir/rsa.crt $dir/rsa.key
 certificate = $dir/wild.crt $dir/wild.key
 certificate = $dir/cnonly.crt $dir/cnonly.key
 max_body_size = 4m
+header_timeout = 2s
 
 [listener plain]
 listen = 127.0.0.1:{port:plain}
@@ -110,7 +111,9 @@ for my $v ('-tls1_3', '-tls1_2') {
     is $reused, 6, "$v: the ticket resumes on every new connection";
 }
 
-# Garbage instead of a ClientHello: closed, and the worker keeps serving.
+# Garbage instead of a ClientHello: closed, and the worker keeps serving. A
+# half ClientHello (a record that announces more) waits for the handshake
+# timeout (header_timeout).
 for my $junk ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\x16\x03\x01\x00\x05hello", "\x16\x03\x01\xff") {
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5) or die $!;
     print $s $junk;
