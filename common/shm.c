@@ -170,8 +170,8 @@ int shm_row_claim(struct shm *s, int32_t owner)
     for (unsigned row = 0; row < s->hdr->max_rows; row++) {
         int32_t free_row = 0;
         if (__atomic_load_n(&s->hdr->owner[row], __ATOMIC_RELAXED) != 0) continue;
-        if (!__atomic_compare_exchange_n(&s->hdr->owner[row], &free_row, owner, 0,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        if (!__atomic_compare_exchange_n(&s->hdr->owner[row], &free_row, owner, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
             continue;
         shm_slot_clear(s, row);
         return (int)row;

@@ -358,8 +358,8 @@ int listen_adopt(struct listen_set *ls, const char *key, int fd, char *err, size
     }
     struct listen_sock *s = find(ls, key);
     if (s && s->reuseport != (rp != 0)) {
-        snprintf(err, errlen, "inherited fd %d for %s: SO_REUSEPORT differs from its siblings",
-                 fd, key);
+        snprintf(err, errlen, "inherited fd %d for %s: SO_REUSEPORT differs from its siblings", fd,
+                 key);
         return -1;
     }
     if (!s) {

@@ -19,8 +19,8 @@ struct listen_sock {
     bool used;      /* referenced by the config of the last listen_open */
     int *fds;       /* malloc'd; nfds entries, all valid */
     unsigned nfds;
-    unsigned want;        /* sockets the last config needs; more stay for old workers */
-    char listener[64];    /* name of the listener that opened it, for errors */
+    unsigned want;     /* sockets the last config needs; more stay for old workers */
+    char listener[64]; /* name of the listener that opened it, for errors */
 };
 
 struct listen_set {

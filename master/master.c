@@ -48,7 +48,8 @@ int64_t master_now(void)
 static void __attribute__((format(printf, 1, 2))) notify(const char *fmt, ...)
 {
     const char *path = getenv("NOTIFY_SOCKET");
-    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    if (!path || (path[0] != '/' && path[0] != '@') ||
+        strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return;
     char msg[256];
     va_list ap;
@@ -191,8 +192,7 @@ static void pid_to_oldbin(struct master *m, bool to_oldbin)
     char old[PATH_MAX];
     oldbin_path(m, old, sizeof old);
     const char *from = to_oldbin ? m->cfg->pid_file : old, *to = to_oldbin ? old : m->cfg->pid_file;
-    if (rename(from, to) < 0)
-        log_warn("cannot rename %s to %s: %s", from, to, strerror(errno));
+    if (rename(from, to) < 0) log_warn("cannot rename %s to %s: %s", from, to, strerror(errno));
     m->oldbin = to_oldbin;
 }
 
@@ -336,8 +336,9 @@ static int inherit(struct master *m)
         startup_error(m, "%s names no shared memory", INHERIT_ENV);
         rc = -1;
     }
-    if (rc == 0) log_notice("binary upgrade: took over the sockets and shared memory of pid %d",
-                            (int)getppid());
+    if (rc == 0)
+        log_notice("binary upgrade: took over the sockets and shared memory of pid %d",
+                   (int)getppid());
     return rc;
 }
 
@@ -509,8 +510,8 @@ static void reload_start(struct master *m)
  * each socket always has a worker accepting from it. */
 static void reload_commit(struct master *m)
 {
-    log_notice("reload done: generation %u running %u workers; generation %u drains",
-               m->generation, m->cfg->workers, m->old_generation);
+    log_notice("reload done: generation %u running %u workers; generation %u drains", m->generation,
+               m->cfg->workers, m->old_generation);
     spawn_drain(m, m->old_generation);
     listen_close_unused(&m->listens);
     config_free(m->old_cfg);
@@ -600,8 +601,7 @@ static void upgrade_start(struct master *m)
         return;
     }
     if (m->upgrade_pid) {
-        log_warn("binary upgrade refused: new master pid %d is still running",
-                 (int)m->upgrade_pid);
+        log_warn("binary upgrade refused: new master pid %d is still running", (int)m->upgrade_pid);
         return;
     }
     if (!m->exe) {

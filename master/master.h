@@ -93,8 +93,8 @@ struct master {
 /* Start up from FILE (config, logs, listeners, shm, pid file), detach when
  * DAEMON, run until told to exit. ARGV is main's, kept for the binary
  * upgrade; PORTICO_INHERIT in the environment means we are the new master of
- * an upgrade and take the listening sockets and shm named there. Returns the process exit status: 0, or 1
- * when startup failed (the error was printed to stderr and logged). */
+ * an upgrade and take the listening sockets and shm named there. Returns the process exit status:
+ * 0, or 1 when startup failed (the error was printed to stderr and logged). */
 int master_run(const char *file, bool daemon, char **argv);
 
 /* -s WORD: send the matching signal (reload HUP, reopen USR1, quit QUIT,

@@ -80,8 +80,8 @@ static void child_drop_privileges(const struct master *m)
 
 /* The child keeps only what a worker needs: its channel end, its slot's
  * listening sockets, the logs and the shared memory. */
-static void __attribute__((noreturn)) child_run(struct master *m, unsigned slot, unsigned row,
-                                                int chan)
+static void __attribute__((noreturn))
+child_run(struct master *m, unsigned slot, unsigned row, int chan)
 {
     for (unsigned i = 0; i < m->nprocs; i++)
         if (m->procs[i].channel >= 0) close(m->procs[i].channel);

@@ -18,6 +18,9 @@ package Load;
 use strict;
 use warnings;
 use POSIX ();
+use Errno qw(EADDRINUSE EADDRNOTAVAIL);
+use IO::Socket::IP;
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 use Portico;
 
@@ -60,7 +63,7 @@ sub _client {
         $n++;
         my $fresh = !$c;
         if (!$c) {
-            $c = Portico::Client->new($self->{port});
+            $c = _connect($self->{port});
             if (!$c) {
                 last if $self->{until_refused};    # the server stopped listening
                 $failed++;
@@ -95,6 +98,29 @@ sub _client {
     }
     $c->close if $c;
     $save->();
+}
+
+# Client ports come from below the ephemeral range (32768+): thousands of
+# connections a second must not take, even in TIME_WAIT, a port that
+# Portico::free_port just handed to a test running in parallel.
+sub _connect {
+    my ($port) = @_;
+    for (1 .. 20) {
+        my $lp = 20000 + int(rand(12000));
+        my $s = IO::Socket::IP->new(
+            LocalHost => '127.0.0.1', LocalPort => $lp, ReuseAddr => 1,
+            PeerHost => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+            Timeout => Portico::T(5));
+        if (!$s) {
+            next if $! == EADDRINUSE || $! == EADDRNOTAVAIL;
+            return undef;
+        }
+        setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+        binmode $s;
+        $s->blocking(0);
+        return bless { sock => $s, buf => '', eof => 0, port => $port }, 'Portico::Client';
+    }
+    return undef;
 }
 
 sub _sum {
