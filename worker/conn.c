@@ -611,6 +611,7 @@ static bool handshake_step(struct worker *w, struct conn *c)
         conn_close(w, c, "TLS handshake failed");
         return true;
     }
+    log_debug("TLS handshake done fd=%d %s", c->fd, tls_conn_version(c));
     conn_set_state(c, CONN_IDLE);
     /* The first request gets its own header_timeout after the handshake's. */
     timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
