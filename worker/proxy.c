@@ -428,6 +428,7 @@ static bool build_response_head(struct worker *w, struct exchange *x)
         wr_fmt(&o, "HTTP/1.1 %u %.*s\r\n", m->status, (int)m->reason_len, m->base + m->reason);
     else
         wr_fmt(&o, "HTTP/1.1 %u %s\r\n", m->status, respond_reason(m->status));
+    bool has_date = false;
     for (uint16_t i = 0; i < m->nheaders; i++) {
         const struct http1_header *h = &m->headers[i];
         const char *n = m->base + h->name;
@@ -439,8 +440,11 @@ static bool build_response_head(struct worker *w, struct exchange *x)
         /* Content-Length of a bodiless answer describes the resource: pass it. */
         if (str_ieq(n, nl, "content-length") && !nobody) continue;
         if (str_ieq(n, nl, "x-upstream") && r->expose_upstream) continue;
+        if (str_ieq(n, nl, "date")) has_date = true;
         wr_header(&o, n, nl, m->base + h->value, h->value_len);
     }
+    /* RFC 9110 6.6.1: a forwarded response without Date gets the time we got it. */
+    if (!has_date) wr_fmt(&o, "Date: %s\r\n", w->date);
     wr_joined(&o, m, "Via", "1.1 portico", 11);
     wr_header(&o, "X-Request-ID", 12, x->rid, x->rid_len);
     if (r->expose_upstream) wr_fmt(&o, "X-Upstream: %s\r\n", x->server->name);
