@@ -541,7 +541,8 @@ int tls_handshake(struct worker *w, struct conn *c)
 ssize_t tls_read(struct conn *c, void *p, size_t n)
 {
     struct tls_conn *t = c->tls;
-    for (int tries = 0; tries < 8; tries++) {
+    /* Each turn consumes a record or meets EAGAIN; the bound is a backstop. */
+    for (int tries = 0; tries < 64; tries++) {
         int rc = mbedtls_ssl_read(&t->ssl, p, n);
         if (rc > 0) {
             if (t->drained && t->rlo == t->rhi && !mbedtls_ssl_check_pending(&t->ssl))
