@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "master/spawn.h"
+#include "worker/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -487,6 +488,7 @@ static void reload_start(struct master *m)
         notify("READY=1");
         return;
     }
+    tls_tickets_inherit(cfg, m->cfg); /* tickets issued before the reload still resume */
     if (cfg->reuseport) listen_enable_migration();
     if (listen_open(&m->listens, cfg, err, sizeof err) < 0) {
         log_error("reload refused: %s; still running the old configuration", err);

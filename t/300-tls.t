@@ -123,6 +123,18 @@ for my $v ('-tls1_3', '-tls1_2') {
     is scalar(keys %slots), 2, "$v: resumed on both workers";
 }
 
+# A ticket from before a reload (HUP) still resumes on the new workers.
+{
+    my $count = sub { scalar grep { /reload done/ } $p->error_lines };
+    my $before = $count->();
+    $p->signal('HUP');
+    ok wait_for(sub { $count->() > $before }, T(10)), 'reload done';
+    for my $v ('-tls1_3', '-tls1_2') {
+        $out = s_client("$v -sess_in $dir/sess$v.pem");
+        like $out, qr/^Reused,/m, "$v: a ticket from before the reload resumes";
+    }
+}
+
 # Garbage instead of a ClientHello: closed, and the worker keeps serving. A
 # half ClientHello (a record that announces more) waits for the handshake
 # timeout (header_timeout).

@@ -344,6 +344,22 @@ void tls_server_free(struct tls_server *s)
     free(s);
 }
 
+void tls_tickets_inherit(struct config *to, const struct config *from)
+{
+    for (unsigned i = 0; to && from && i < to->nlisteners; i++) {
+        struct tls_server *s = to->listeners[i].tls;
+        if (!s || !s->tickets) continue;
+        for (unsigned k = 0; k < from->nlisteners; k++) {
+            const struct tls_server *o = from->listeners[k].tls;
+            if (!o || !o->tickets || strcmp(from->listeners[k].name, to->listeners[i].name) != 0)
+                continue;
+            memcpy(s->ticket_name, o->ticket_name, sizeof(s->ticket_name));
+            memcpy(s->ticket_key, o->ticket_key, sizeof(s->ticket_key));
+            break;
+        }
+    }
+}
+
 /* ---- worker ---- */
 
 /* Install the master's key in both slots: every worker encrypts and decrypts

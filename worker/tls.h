@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct config;
 struct conf_listener;
 struct tls_server;
 struct worker;
@@ -30,6 +31,11 @@ typedef void tls_report_fn(void *arg, int line, bool warning, const char *msg);
 struct tls_server *tls_server_new(const struct conf_listener *l, const int *lines,
                                   tls_report_fn *report, void *arg);
 void tls_server_free(struct tls_server *s);
+
+/* Reload: each TLS listener of TO with tickets takes the ticket key of the
+ * listener of the same name in FROM, so tickets issued before the reload
+ * still resume. Call in the master before forking TO's workers. */
+void tls_tickets_inherit(struct config *to, const struct config *from);
 
 /* In a worker after fork: PSA, a DRBG seeded from the kernel, ticket keys of
  * every TLS listener. 0, or -1 with a message logged. */
