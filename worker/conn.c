@@ -654,6 +654,7 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->can_read = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->can_write = true;
+    if (c->tls && (events & EPOLLOUT)) tls_writable(c);
     if ((events & EPOLLERR) && c->state != CONN_PROXY) {
         conn_close(w, c, "socket error");
         return;

@@ -71,6 +71,7 @@ struct tls_conn {
     bool failed;   /* an I/O or protocol error: no close_notify */
     bool notified; /* close_notify sent */
     bool drained;  /* the last socket read was short: nothing more queued */
+    bool read_wants_write; /* a read stopped on a full socket (an alert to send) */
     size_t wpend;  /* length of a record mbedTLS still owes the socket */
     uint16_t rlo, rhi;
     unsigned char rbuf[READ_AHEAD];
@@ -569,6 +570,7 @@ ssize_t tls_read(struct conn *c, void *p, size_t n)
             return 0;
         if (rc == MBEDTLS_ERR_SSL_WANT_READ && c->can_read) continue; /* a non-data record */
         if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            t->read_wants_write = rc == MBEDTLS_ERR_SSL_WANT_WRITE;
             c->can_read = false;
             errno = EAGAIN;
             return -1;
@@ -629,6 +631,14 @@ int tls_write(struct worker *w, struct conn *c, struct out *o)
     }
     o->i = o->n = 0;
     return IO_OK;
+}
+
+void tls_writable(struct conn *c)
+{
+    if (c->tls->read_wants_write) {
+        c->tls->read_wants_write = false;
+        c->can_read = true;
+    }
 }
 
 const char *tls_conn_version(const struct conn *c)

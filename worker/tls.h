@@ -60,6 +60,9 @@ ssize_t tls_read(struct conn *c, void *p, size_t n);
 /* Write out queue O as full-size records. IO_OK (all written), IO_AGAIN
  * (c->can_write cleared; the same bytes are retried later) or IO_ERROR. */
 int tls_write(struct worker *w, struct conn *c, struct out *o);
+/* The socket became writable: a read that stopped because mbedTLS had to
+ * write first may go on (sets c->can_read). */
+void tls_writable(struct conn *c);
 /* "TLSv1.3" etc. for logs; "" when not TLS. */
 const char *tls_conn_version(const struct conn *c);
 /* The ALPN protocol agreed, or NULL. */
