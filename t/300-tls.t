@@ -173,6 +173,33 @@ is $r->header('location'), 'https://example.com:8443/a/b?c=d', 'redirect_to_http
 $r = http_get($p->port('plain'), '/x', host => 'example.com:80');
 is $r->header('location'), 'https://example.com:8443/x', 'redirect_to_https: the port is replaced';
 
+# tls_protocols and tls_ciphers.
+{
+    my $p13 = Portico->start(<<"EOF");
+[listener only13]
+listen = 127.0.0.1:{port}
+certificate = $dir/ec.crt $dir/ec.key
+tls_protocols = TLSv1.3
+
+[listener only12]
+listen = 127.0.0.1:{port:b}
+certificate = $dir/ec.crt $dir/ec.key
+tls_protocols = TLSv1.2
+tls_ciphers = TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256
+
+[route hello]
+return = 200 hello
+EOF
+    my ($a, $b) = ($p13->port, $p13->port('b'));
+    is `$curl https://localhost:$a/ 2>&1`, 'hello', 'tls_protocols = TLSv1.3: TLS 1.3 works';
+    `$curl --tlsv1.2 --tls-max 1.2 https://localhost:$a/ 2>&1`;
+    isnt $? >> 8, 0, 'tls_protocols = TLSv1.3: a TLS 1.2 client is refused';
+    my $o = `$curl -v https://localhost:$b/ 2>&1`;
+    like $o, qr/TLSv1\.2/, 'tls_protocols = TLSv1.2: TLS 1.2 negotiated';
+    like $o, qr/ECDHE-ECDSA-CHACHA20-POLY1305/, 'tls_ciphers: the one suite named';
+    $p13->finish;
+}
+
 # -t: a key that does not match its certificate; an expired certificate.
 my $bad = write_file("$dir/bad.ini", <<"EOF");
 [listener tls]
