@@ -164,6 +164,19 @@ my @r = $up->requests;
 is $r[-1]{body_md5}, Upstream::pattern_md5($mib), '1 MiB upload intact';
 is $r[-1]->header('x-forwarded-proto'), 'https', 'X-Forwarded-Proto: https';
 
+# wrk over https: keep-alive, and a new connection per request.
+SKIP: {
+    skip 'wrk not installed', 4 unless have('wrk');
+    for my $close (0, 1) {
+        my $h = $close ? "-H 'Connection: close'" : '';
+        my $out = `wrk -t1 -c8 -d1s $h https://127.0.0.1:$port/x 2>&1`;
+        my ($n) = $out =~ /(\d+) requests in/;
+        my $what = $close ? 'a handshake per request' : 'keep-alive';
+        ok $n && $n > ($close ? 20 : 100), "wrk https, $what: $n requests" or diag $out;
+        unlike $out, qr/Socket errors|Non-2xx/, "wrk https, $what: no errors" or diag $out;
+    }
+}
+
 # $scheme, redirect_to_https.
 $out = `$curl -si $base/scheme 2>&1`;
 like $out, qr{^Location: https://localhost/moved\r?$}mi, '$scheme is https on a TLS listener';
