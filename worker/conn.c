@@ -18,6 +18,10 @@
 #include "worker/tls.h"
 
 #define LINGER_MS 2000
+/* A full handshake costs ~1.5-2 ms of CPU with mbedTLS: at most this many
+ * handshake steps per loop turn (per ms), the rest wait a turn, so the
+ * requests of established connections never queue behind a burst. */
+#define HANDSHAKES_PER_TURN 4
 
 const char *conn_state_str(enum conn_state s)
 {
@@ -605,6 +609,16 @@ static bool respond_write(struct worker *w, struct conn *c)
 static bool handshake_step(struct worker *w, struct conn *c)
 {
     if (!c->can_read && !c->can_write) return false;
+    if (w->hs_turn != w->now) {
+        w->hs_turn = w->now;
+        w->hs_steps = 0;
+    }
+    if (w->hs_steps >= HANDSHAKES_PER_TURN) {
+        c->hs_deferred = true;
+        timer_arm(&w->timers, &c->timer, w->now + 1);
+        return false;
+    }
+    w->hs_steps++;
     int r = tls_handshake(w, c);
     if (r == 0) return false;
     if (r < 0) {
@@ -612,6 +626,7 @@ static bool handshake_step(struct worker *w, struct conn *c)
         return true;
     }
     log_debug("TLS handshake done fd=%d %s", c->fd, tls_conn_version(c));
+    c->hs_deferred = false;
     conn_set_state(c, CONN_IDLE);
     /* The first request gets its own header_timeout after the handshake's. */
     timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
@@ -687,6 +702,12 @@ void conn_timeout(struct worker *w, struct conn *c)
         conn_close(w, c, "linger timeout");
         return;
     case CONN_HANDSHAKE:
+        if (c->hs_deferred) { /* its turn came; the timeout starts over */
+            c->hs_deferred = false;
+            timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+            conn_run(w, c);
+            return;
+        }
         conn_close(w, c, "TLS handshake timeout (header_timeout)");
         return;
     case CONN_CLOSED:

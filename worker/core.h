@@ -58,6 +58,7 @@ struct conn {
     bool close_after;         /* answer with Connection: close, then close */
     bool rdhup;               /* the peer's FIN is queued: keep reading to EOF */
     bool had_bytes;           /* any byte of the current request seen */
+    bool hs_deferred;         /* TLS handshake step waiting for the next loop turn */
     int fd;
     const struct worker_listen *wl;
     struct buf *in;
@@ -172,6 +173,8 @@ struct worker {
     struct balance bal;
     uint64_t rid_seed, rid_counter;
     struct tls_worker *tls; /* NULL without TLS listeners */
+    int64_t hs_turn;        /* w->now of the turn hs_steps counts for */
+    unsigned hs_steps;      /* TLS handshake steps run in that turn */
 };
 
 /* worker.c */
