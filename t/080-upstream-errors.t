@@ -24,6 +24,8 @@ my $clte  = Upstream->new(name => 'clte', raw => "HTTP/1.1 200 OK\r\nContent-Len
 my $twocl = Upstream->new(name => 'twocl', raw => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc");
 my $early = Upstream->new(name => 'early', raw => "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 my $sw101 = Upstream->new(name => 'sw101', raw => "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nbinary tunnel bytes");
+my $st099 = Upstream->new(name => 'st099', raw => "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n");
+my $ctlreason = Upstream->new(name => 'ctlreason', raw => "HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok");
 my $trail = Upstream->new(name => 'trail', raw => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n");
 my $trickle = Upstream->new(name => 'trickle', size => 800, chunk => 100, chunk_delay => 0.4, chunked => 1);
 my $cut   = Upstream->new(name => 'cut', size => 200000, cut => 50000);
@@ -43,7 +45,7 @@ my $hangs = $bh->hangs;
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
-           trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail, sw101 => $sw101,
+           trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail, sw101 => $sw101, st099 => $st099, ctlreason => $ctlreason,
            reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh);
 my $conf = <<'EOF';
 [listener web]
@@ -85,6 +87,12 @@ server = {up:clte}
 retries = 0
 [upstream twocl]
 server = {up:twocl}
+retries = 0
+[upstream st099]
+server = {up:st099}
+retries = 0
+[upstream ctlreason]
+server = {up:ctlreason}
 retries = 0
 [upstream sw101]
 server = {up:sw101}
@@ -142,7 +150,7 @@ retries = 0
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
-     blackhole retry recover clte twocl early trail trickle sw101);
+     blackhole retry recover clte twocl early trail trickle sw101 st099 ctlreason);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -217,6 +225,12 @@ for my $u (qw(garbage badstatus badcl badhdr)) {
     # Upgrade is never forwarded, so a 101 means a broken upstream, not a tunnel.
     $r = http_get($port, '/sw101/x');
     error_response_ok($r, 502, 'unrequested 101 Switching Protocols from the upstream');
+    # Found by fuzz_response: a status below 100 and control bytes in the reason phrase.
+    $r = http_get($port, '/st099/x');
+    error_response_ok($r, 502, 'upstream status 099');
+    $r = http_get($port, '/ctlreason/x');
+    is $r->status, 200, 'reason phrase with a control byte: status kept';
+    is $r->{reason}, 'OK', 'control byte never reaches the client\'s status line: the standard phrase instead';
     $r = http_get($port, '/early/x');
     is $r->status, 200, 'interim 103 from the upstream, then the final response' or diag $r->summary;
     is $r->body, 'ok', 'final body after the 1xx';

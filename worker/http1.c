@@ -64,9 +64,16 @@ static int on_status(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* After the head, header callbacks carry chunked trailer fields. They are
+ * dropped (never forwarded as headers) and not recorded: by then the buffer
+ * may have been compacted, so offsets from an earlier read would be stale.
+ * llhttp has already checked their syntax. */
+#define IN_TRAILERS(m) ((m)->flags & H1_HEAD_DONE)
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct http1_msg *m = MSG(p);
+    if (IN_TRAILERS(m)) return 0;
     m->flags |= H1_URL_DONE;
     if (!(m->flags & H1_IN_FIELD)) {
         if (m->nheaders >= m->max_headers)
@@ -94,6 +101,7 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http1_msg *m = MSG(p);
+    if (IN_TRAILERS(m)) return 0;
     struct http1_header *h = &m->headers[m->nheaders - 1];
     if (!(m->flags & H1_IN_VALUE)) {
         h->value = OFF(m, at);
@@ -106,6 +114,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
 static int on_header_value_complete(llhttp_t *p)
 {
     struct http1_msg *m = MSG(p);
+    if (IN_TRAILERS(m)) return 0;
     struct http1_header *h = &m->headers[m->nheaders - 1];
     m->flags &= ~H1_IN_VALUE;
     /* An empty value never reached on_header_value: point it after the name. */
@@ -128,6 +137,8 @@ static int on_headers_complete(llhttp_t *p)
     m->minor = p->http_minor;
     if (m->major != 1)
         return fail(p, p->type == HTTP_REQUEST ? 505 : 502, "unsupported HTTP version");
+    if (p->type == HTTP_RESPONSE && (m->status < 100 || m->status > 599))
+        return fail(p, 502, "status code out of range");
     if (p->flags & F_CHUNKED) m->flags |= H1_CHUNKED;
     if (p->flags & F_CONTENT_LENGTH) {
         m->flags |= H1_HAS_LENGTH;

@@ -411,6 +411,17 @@ static bool stale_retry(struct worker *w, struct exchange *x)
 
 /* ---- response head ---- */
 
+/* RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). Anything
+ * else (or nothing) is replaced by the standard phrase, never copied. */
+static bool reason_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) return false;
+    }
+    return n > 0;
+}
+
 static bool build_response_head(struct worker *w, struct exchange *x)
 {
     const struct http1_msg *m = &x->resp;
@@ -424,7 +435,7 @@ static bool build_response_head(struct worker *w, struct exchange *x)
     connection_tokens(m, &tk);
     bool nobody = (m->flags & H1_SKIP_BODY) || m->status == 204 || m->status == 304;
 
-    if (m->reason_len)
+    if (reason_ok(m->base + m->reason, m->reason_len))
         wr_fmt(&o, "HTTP/1.1 %u %.*s\r\n", m->status, (int)m->reason_len, m->base + m->reason);
     else
         wr_fmt(&o, "HTTP/1.1 %u %s\r\n", m->status, respond_reason(m->status));
