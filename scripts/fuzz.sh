@@ -6,28 +6,29 @@
 # the input is saved as build-fuzz/artifacts/NAME-crash-* (or leak-, timeout-).
 #
 #   scripts/fuzz.sh                          short pass, about a minute
-#   FUZZ_SECONDS=600 scripts/fuzz.sh         the long run: 10 minutes each
+#   FUZZ_SECONDS=600 scripts/fuzz.sh         the long run: 10 minutes each,
+#                                            one after the other
 #   FUZZ_TARGETS="request chunked" FUZZ_SECONDS=600 nice scripts/fuzz.sh
 #
 # Inputs found while fuzzing go to build-fuzz/corpus/NAME, never into the
 # tree; the next run starts from them too. To keep them, minimise into the
 # seeds: build-fuzz/fuzz_NAME -merge=1 t/fuzz/corpus/NAME build-fuzz/corpus/NAME
-# A finding gets a reproducer in t/fuzz/regress/NAME/ with its fix. While a
-# reported finding is unfixed, FUZZ_KNOWN=trailers,status,reason lets the targets
-# skip it and look further (t/fuzz/README.md). Needs clang and
-# libclang-rt-14-dev (scripts/deps.sh).
+# A finding gets a reproducer in t/fuzz/regress/NAME/ with its fix. While
+# a reported finding is unfixed, FUZZ_KNOWN (e.g. trailer-te)
+# lets the targets step around it and look further (t/fuzz/README.md).
+# scripts/deps.sh installs clang and libclang-rt-14-dev.
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
 seconds=${FUZZ_SECONDS:-15}
 targets=${FUZZ_TARGETS:-"request response chunked config"}
-build=build-fuzz
+build="build-fuzz"
 
+./scripts/deps.sh
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPORTICO_FUZZ=ON -DPORTICO_SANITIZE=ON >/dev/null
-jobs=$(nproc 2>/dev/null || echo 2)
 for t in $targets; do
-    make -C "$build" -j"$jobs" --no-print-directory "fuzz_$t" >/dev/null
+    cmake --build "$build" -j"$(nproc)" --target "fuzz_$t" >/dev/null
 done
 
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:${ASAN_OPTIONS:-}"
