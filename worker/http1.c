@@ -155,6 +155,9 @@ static int on_headers_complete(llhttp_t *p)
     if ((m->flags & H1_SKIP_BODY) || m->status == 204 || m->status == 304 ||
         (m->status >= 100 && m->status < 200))
         return 1;
+    /* Decided once, from the head: a trailer field (even a Transfer-Encoding
+     * one) changes llhttp's flags later but never the framing. */
+    if (llhttp_message_needs_eof(p)) m->flags |= H1_NEEDS_EOF;
     return 0;
 }
 
@@ -238,7 +241,6 @@ enum http1_result http1_execute(struct http1_msg *m, char *base, uint32_t from, 
     llhttp_errno_t e = llhttp_execute(p, base + from, to - from);
     if (e == HPE_OK) {
         *stop = to;
-        if ((m->flags & H1_HEAD_DONE) && llhttp_message_needs_eof(p)) m->flags |= H1_NEEDS_EOF;
         return HTTP1_AGAIN;
     }
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
