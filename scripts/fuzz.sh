@@ -14,7 +14,7 @@
 # tree; the next run starts from them too. To keep them, minimise into the
 # seeds: build-fuzz/fuzz_NAME -merge=1 t/fuzz/corpus/NAME build-fuzz/corpus/NAME
 # A finding gets a reproducer in t/fuzz/regress/NAME/ with its fix. While
-# a reported finding is unfixed, FUZZ_KNOWN (e.g. trailer-te)
+# a reported finding is unfixed, FUZZ_KNOWN (e.g. certificate)
 # lets the targets step around it and look further (t/fuzz/README.md).
 # scripts/deps.sh installs clang and libclang-rt-14-dev.
 set -eu

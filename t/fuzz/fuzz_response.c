@@ -14,14 +14,6 @@
 #define BUF_CAP 1024 /* the upstream connection's input buffer (small, see fuzz_request.c) */
 #define MAX_HEADERS 32
 
-static bool known_trailer_te;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    known_trailer_te = fz_known("trailer-te");
-    return 0;
-}
-
 struct stream {
     const uint8_t *in;
     size_t n, pos;
@@ -119,9 +111,7 @@ static enum http1_result execute(struct stream *s, uint32_t from, uint32_t to, u
         CHECK(!((m->flags & H1_CHUNKED) && (m->flags & H1_HAS_LENGTH)));
         if (no_body(s)) CHECK(m->body_seen == 0);
         if (m->flags & H1_HAS_LENGTH) CHECK(m->body_seen <= m->content_length);
-        /* Known: a Transfer-Encoding trailer field sets it on a chunked body. */
-        bool known = known_trailer_te && (m->flags & H1_CHUNKED);
-        if ((m->flags & H1_NEEDS_EOF) && !known) {
+        if (m->flags & H1_NEEDS_EOF) {
             CHECK(r == HTTP1_AGAIN && !no_body(s));
             CHECK(!(m->flags & (H1_HAS_LENGTH | H1_CHUNKED)));
         }
@@ -171,7 +161,6 @@ static void finish(struct stream *s, bool always)
 {
     struct http1_msg *m = &s->m;
     bool eof_body = (m->flags & H1_NEEDS_EOF) != 0;
-    if (known_trailer_te && (m->flags & H1_CHUNKED)) eof_body = false; /* see execute() */
     if (!eof_body && !always) return;
     enum http1_result r = http1_finish(m);
     fz_parser_feature(m->parser, &s->state);

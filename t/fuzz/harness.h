@@ -80,7 +80,7 @@ static inline void fz_parser_feature(const void *parser, uint32_t *prev)
 }
 
 /* Findings reported but not fixed yet may be skipped by name, so that a
- * long run looks for new ones: FUZZ_KNOWN=trailer-te (see README.md).
+ * long run looks for new ones: FUZZ_KNOWN=certificate (see README.md).
  * Call from LLVMFuzzerInitialize. */
 static inline bool fz_known(const char *name)
 {
