@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -33,39 +34,31 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     return real(node, service, &h, res);
 }
 
+/* The config and its dump live in memory files, reached by path through
+ * /proc, so that no run leaves files behind (libFuzzer exits with _exit). */
+static int in_fd, dump_fd;
 static char in_path[64], dump_path[64];
 static FILE *devnull;
 static bool known_certificate;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    strcpy(in_path, "/tmp/portico-fuzz-config-XXXXXX");
-    strcpy(dump_path, "/tmp/portico-fuzz-dump-XXXXXX");
-    int a = mkstemp(in_path), b = mkstemp(dump_path);
+    in_fd = memfd_create("portico-fuzz.ini", 0);
+    dump_fd = memfd_create("portico-fuzz-dump.ini", 0);
     devnull = fopen("/dev/null", "w");
-    if (a < 0 || b < 0 || !devnull) {
-        perror("fuzz_config: temp files");
+    if (in_fd < 0 || dump_fd < 0 || !devnull) {
+        perror("fuzz_config: memfd_create");
         exit(1);
     }
-    close(a);
-    close(b);
+    snprintf(in_path, sizeof(in_path), "/proc/self/fd/%d", in_fd);
+    snprintf(dump_path, sizeof(dump_path), "/proc/self/fd/%d", dump_fd);
     known_certificate = fz_known("certificate");
-    /* Best effort: libFuzzer exits with exit(); remove the files then. */
     return 0;
 }
 
-__attribute__((destructor)) static void cleanup(void)
+static bool write_file(int fd, const void *p, size_t n)
 {
-    if (in_path[0]) unlink(in_path);
-    if (dump_path[0]) unlink(dump_path);
-}
-
-static bool write_file(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    bool ok = fwrite(p, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
+    return ftruncate(fd, 0) == 0 && pwrite(fd, p, n, 0) == (ssize_t)n;
 }
 
 /* The dump without its first line, which names the file. */
@@ -96,7 +89,7 @@ static bool certificate_twice(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (known_certificate && certificate_twice(data, size)) return 0;
-    if (!write_file(in_path, data, size)) return 0;
+    if (!write_file(in_fd, data, size)) return 0;
     struct config *c = config_load(in_path, devnull);
     if (!c) return 0;
     config_dump(c, devnull);
@@ -105,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n1, n2;
     char *d1 = dump_body(c, &n1);
     config_free(c);
-    CHECK(write_file(dump_path, d1, n1));
+    CHECK(write_file(dump_fd, d1, n1));
     struct config *again = config_load(dump_path, stderr);
     if (!again) fprintf(stderr, "the dump of a valid config does not load:\n%.*s\n", (int)n1, d1);
     CHECK(again);
