@@ -592,7 +592,9 @@ static int certificate_parse(struct parse *p, const struct conf_key *k, void *ba
     char *both = palloc(p, p->c->arena, n);
     if (!both) return -1;
     snprintf(both, n, "%s %s", cp, kp);
-    if ((strv_add(p, k, base, both) | rc) < 0) return -1;
+    /* Keep certificates and certificate_lines the same length: an entry
+     * with unreadable files is not added at all (found by fuzz_config). */
+    if (rc < 0 || strv_add(p, k, base, both) < 0) return -1;
     struct conf_listener *l = base;
     unsigned nlines = l->ncertificates - 1;
     int *line = vec_add(p, p->c->arena, &l->certificate_lines, &nlines, sizeof(int));

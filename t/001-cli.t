@@ -352,4 +352,18 @@ EOF
 my @san = grep { /Sanitizer|runtime error:/ } map { Portico::slurp($_) } glob("$dir/run*.out $dir/run*.err");
 ok !@san, 'no sanitizer report from any CLI run' or diag substr(join("\n", @san), 0, 3000);
 
+# Found by fuzz_config: a certificate with unreadable files followed by a
+# readable one wrote through a NULL pointer (segfault in -t and on reload).
+{
+    my $f = write_file(test_dir() . '/cert-after-unreadable.ini',
+        "[listener l]\nlisten = 127.0.0.1:8443\n"
+      . "certificate = /nonexistent/cert.pem /nonexistent/key.pem\n"
+      . "certificate = /dev/null /dev/null\n");
+    my $r = portico_t('-t', '-c', $f);
+    is $r->{signal}, 0, 'certificate after an unreadable one: no crash';
+    is $r->{exit}, 1, 'certificate after an unreadable one: exit 1';
+    like $r->{err}, qr/cert-after-unreadable\.ini:3: cannot read "\/nonexistent\/cert\.pem"/, 'FILE:LINE error'
+      or diag $r->{all};
+}
+
 done_testing;
