@@ -255,10 +255,12 @@ void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
     if (!keepalive || c->close_after) {
         /* The client asked to close and we read all it sent: nothing can
          * turn into an RST, so skip the lingering close's extra round. */
-        bool drained = (x->req.flags & H1_MSG_DONE) && (!c->in || c->in->lo == c->in->hi) &&
-                       !c->can_read;
-        if (!x->client_keepalive && drained) conn_close(w, c, "closed after response");
-        else conn_linger(w, c);
+        bool drained =
+            (x->req.flags & H1_MSG_DONE) && (!c->in || c->in->lo == c->in->hi) && !c->can_read;
+        if (!x->client_keepalive && drained)
+            conn_close(w, c, "closed after response");
+        else
+            conn_linger(w, c);
         return;
     }
     conn_release_request(w, c);
@@ -407,7 +409,8 @@ static void redirect_https(struct worker *w, struct conn *c, struct slice host, 
     if (path.n == 0) path = (struct slice){"/", 1};
     int n = snprintf(hdr, sizeof(hdr), "Location: https://%.*s%s%.*s\r\n", (int)host.n, host.p,
                      portstr, (int)path.n, path.p);
-    if (n < 0 || (size_t)n >= sizeof(hdr)) return conn_error(w, c, 414, "target too long to redirect");
+    if (n < 0 || (size_t)n >= sizeof(hdr))
+        return conn_error(w, c, 414, "target too long to redirect");
     static const char body[] = "308 Permanent Redirect\n";
     conn_respond(w, c, 308, hdr, body, sizeof(body) - 1);
 }

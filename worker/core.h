@@ -42,13 +42,13 @@ struct out {
 };
 
 enum conn_state {
-    CONN_IDLE,    /* keep-alive, waiting for a request; holds no buffer */
-    CONN_HEAD,    /* reading a request head */
-    CONN_PROXY,   /* an exchange with an upstream is running */
-    CONN_RESPOND, /* writing a response portico made itself */
-    CONN_LINGER,  /* shut down for writing, reading to EOF before close */
+    CONN_IDLE,      /* keep-alive, waiting for a request; holds no buffer */
+    CONN_HEAD,      /* reading a request head */
+    CONN_PROXY,     /* an exchange with an upstream is running */
+    CONN_RESPOND,   /* writing a response portico made itself */
+    CONN_LINGER,    /* shut down for writing, reading to EOF before close */
     CONN_HANDSHAKE, /* TLS handshake before the first request */
-    CONN_CLOSED,  /* waiting to be freed after the event batch */
+    CONN_CLOSED,    /* waiting to be freed after the event batch */
 };
 
 struct conn {
@@ -67,7 +67,7 @@ struct conn {
     uint32_t nrequests;
     struct conn *next;                  /* free list / graveyard */
     struct conn *live_prev, *live_next; /* every open connection, for draining */
-    struct tls_conn *tls; /* TLS listeners only; NULL on plaintext ones */
+    struct tls_conn *tls;               /* TLS listeners only; NULL on plaintext ones */
     union {
         struct sockaddr sa;
         struct sockaddr_in sin;

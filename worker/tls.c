@@ -32,9 +32,9 @@
 #include "common/log.h"
 #include "worker/core.h"
 
-#define MAX_NAMES 64            /* SAN names kept per certificate for SNI */
-#define TICKET_LIFETIME 86400   /* seconds a ticket stays valid */
-#define TICKET_REFRESH 3600     /* re-install the shared key before mbedTLS rotates it */
+#define MAX_NAMES 64          /* SAN names kept per certificate for SNI */
+#define TICKET_LIFETIME 86400 /* seconds a ticket stays valid */
+#define TICKET_REFRESH 3600   /* re-install the shared key before mbedTLS rotates it */
 #define READ_AHEAD 4096
 #define RECORD_MAX 16384
 
@@ -60,19 +60,19 @@ struct tls_server {
 struct tls_worker {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    int64_t ticket_at; /* wall second the shared ticket keys were installed */
+    int64_t ticket_at;               /* wall second the shared ticket keys were installed */
     unsigned char stage[RECORD_MAX]; /* gathers an out queue into one record */
 };
 
 struct tls_conn {
     mbedtls_ssl_context ssl;
     struct conn *c;
-    bool done;     /* handshake complete */
-    bool failed;   /* an I/O or protocol error: no close_notify */
-    bool notified; /* close_notify sent */
-    bool drained;  /* the last socket read was short: nothing more queued */
+    bool done;             /* handshake complete */
+    bool failed;           /* an I/O or protocol error: no close_notify */
+    bool notified;         /* close_notify sent */
+    bool drained;          /* the last socket read was short: nothing more queued */
     bool read_wants_write; /* a read stopped on a full socket (an alert to send) */
-    size_t wpend;  /* length of a record mbedTLS still owes the socket */
+    size_t wpend;          /* length of a record mbedTLS still owes the socket */
     uint16_t rlo, rhi;
     unsigned char rbuf[READ_AHEAD];
 };
@@ -95,10 +95,10 @@ static int os_random(void *ctx, unsigned char *p, size_t n)
     return 0;
 }
 
-static void report(tls_report_fn *fn, void *arg, int line, bool warning, int err,
-                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void report(tls_report_fn *fn, void *arg, int line, bool warning, int err,
-                   const char *fmt, ...)
+static void report(tls_report_fn *fn, void *arg, int line, bool warning, int err, const char *fmt,
+                   ...) __attribute__((format(printf, 6, 7)));
+static void report(tls_report_fn *fn, void *arg, int line, bool warning, int err, const char *fmt,
+                   ...)
 {
     char msg[512];
     va_list ap;
@@ -162,15 +162,13 @@ static int sni_select(void *arg, mbedtls_ssl_context *ssl, const unsigned char *
         for (unsigned i = 0; i < s->ncerts; i++)
             for (unsigned k = 0; k < s->certs[i].nnames; k++)
                 if (name_match(s->certs[i].names[k], host, n, wild))
-                    return mbedtls_ssl_set_hs_own_cert(ssl, &s->certs[i].chain,
-                                                       &s->certs[i].key);
+                    return mbedtls_ssl_set_hs_own_cert(ssl, &s->certs[i].chain, &s->certs[i].key);
     return 0; /* unknown name: the default certificate */
 }
 
 /* ---- master: building a listener's context ---- */
 
-static int cert_load(struct tls_cert *ct, const char *spec, int line, tls_report_fn *fn,
-                     void *arg)
+static int cert_load(struct tls_cert *ct, const char *spec, int line, tls_report_fn *fn, void *arg)
 {
     char cert[4096], key[4096];
     const char *sp = strchr(spec, ' ');
@@ -214,10 +212,10 @@ static int protocols_set(struct tls_server *s, const char *words)
 {
     bool v12 = strstr(words, "TLSv1.2") != NULL, v13 = strstr(words, "TLSv1.3") != NULL;
     if (!v12 && !v13) return -1;
-    mbedtls_ssl_conf_min_tls_version(&s->conf, v12 ? MBEDTLS_SSL_VERSION_TLS1_2
-                                                   : MBEDTLS_SSL_VERSION_TLS1_3);
-    mbedtls_ssl_conf_max_tls_version(&s->conf, v13 ? MBEDTLS_SSL_VERSION_TLS1_3
-                                                   : MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_min_tls_version(&s->conf,
+                                     v12 ? MBEDTLS_SSL_VERSION_TLS1_2 : MBEDTLS_SSL_VERSION_TLS1_3);
+    mbedtls_ssl_conf_max_tls_version(&s->conf,
+                                     v13 ? MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2);
     return 0;
 }
 
