@@ -268,21 +268,27 @@ static bool build_request_head(struct worker *w, struct exchange *x, const struc
     return !o.overflow;
 }
 
-/* Queue body bytes BASE[lo, hi) for the upstream, framed as announced. */
+/* Queue body bytes BASE[lo, hi) on O, as a chunk (LINE holds its size line)
+ * or raw; LAST ends a chunked body. Both directions frame the same way. */
+static void queue_body(struct out *o, bool chunked, char *line, size_t line_cap, char *base,
+                       uint32_t lo, uint32_t hi, bool last)
+{
+    if (!chunked) {
+        out_add(o, base + lo, hi - lo);
+    } else if (hi > lo) {
+        int k = snprintf(line, line_cap, "%x\r\n", hi - lo);
+        out_add(o, line, (size_t)k);
+        out_add(o, base + lo, hi - lo);
+        out_add(o, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
+    } else if (last) {
+        out_add(o, "0\r\n\r\n", 5);
+    }
+}
+
 static void queue_req_body(struct exchange *x, char *base, uint32_t lo, uint32_t hi, bool last)
 {
-    if (x->req_chunked_out) {
-        if (hi > lo) {
-            int k = snprintf(x->req_chunk, sizeof(x->req_chunk), "%x\r\n", hi - lo);
-            out_add(&x->up_out, x->req_chunk, (size_t)k);
-            out_add(&x->up_out, base + lo, hi - lo);
-            out_add(&x->up_out, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
-        } else if (last) {
-            out_add(&x->up_out, "0\r\n\r\n", 5);
-        }
-    } else {
-        out_add(&x->up_out, base + lo, hi - lo);
-    }
+    queue_body(&x->up_out, x->req_chunked_out, x->req_chunk, sizeof(x->req_chunk), base, lo, hi,
+               last);
 }
 
 /* ---- attempts ---- */
@@ -505,18 +511,8 @@ static bool build_response_head_big(struct worker *w, struct exchange *x)
 static void queue_resp_body(struct exchange *x, char *base, uint32_t lo, uint32_t hi, bool last)
 {
     x->resp_bytes += hi - lo;
-    if (x->resp_chunked_out) {
-        if (hi > lo) {
-            int k = snprintf(x->resp_chunk, sizeof(x->resp_chunk), "%x\r\n", hi - lo);
-            out_add(&x->cl_out, x->resp_chunk, (size_t)k);
-            out_add(&x->cl_out, base + lo, hi - lo);
-            out_add(&x->cl_out, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
-        } else if (last) {
-            out_add(&x->cl_out, "0\r\n\r\n", 5);
-        }
-    } else {
-        out_add(&x->cl_out, base + lo, hi - lo);
-    }
+    queue_body(&x->cl_out, x->resp_chunked_out, x->resp_chunk, sizeof(x->resp_chunk), base, lo, hi,
+               last);
 }
 
 /* ---- finishing ---- */
