@@ -673,8 +673,12 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->can_write = true;
     if (c->tls && (events & EPOLLOUT)) tls_writable(c);
-    if ((events & EPOLLERR) && c->state != CONN_PROXY) {
-        conn_close(w, c, "socket error");
+    /* HUP/ERR (not a half-close): the client can no longer receive an answer,
+     * so a request still waiting on its upstream is abandoned at once instead
+     * of holding the upstream connection until read_timeout. */
+    if ((events & EPOLLERR) ||
+        ((events & EPOLLHUP) && c->state == CONN_PROXY && c->x && !out_pending(&c->x->cl_out))) {
+        conn_close(w, c, (events & EPOLLERR) ? "socket error" : "client gone");
         return;
     }
     conn_run(w, c);
