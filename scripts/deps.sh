@@ -8,7 +8,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 prefix="$top/.deps"
 
 pkgs="build-essential cmake pkg-config libinih-dev perl libtest-simple-perl
-      curl wrk nginx-light haproxy clang libclang-rt-14-dev valgrind procps"
+      curl wrk nginx-light haproxy clang libclang-rt-14-dev valgrind procps
+      openssl ca-certificates util-linux"
 
 export DEBIAN_FRONTEND=noninteractive
 need=""
