@@ -5,6 +5,7 @@
  * before -d detaches. */
 #include "master/master.h"
 
+#include "common/arena.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "master/spawn.h"
@@ -471,6 +472,28 @@ static void reload_logs(struct master *m)
     chown_logs(m);
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The master has already dropped to `user` in its workers and owns the
+ * pid_file it wrote at start: neither can change without a restart or a
+ * binary upgrade, so a reload keeps the running values and says so. */
+static void reload_keep_fixed(struct config *cfg, const struct config *old)
+{
+    if (!same_str(cfg->user, old->user))
+        log_warn(
+            "reload: user = %s needs a restart or a binary upgrade; workers keep running as %s",
+            cfg->user ? cfg->user : "(none)", old->user ? old->user : "the master's user");
+    if (!same_str(cfg->pid_file, old->pid_file))
+        log_warn("reload: pid_file = %s needs a restart or a binary upgrade; keeping %s",
+                 cfg->pid_file ? cfg->pid_file : "(none)",
+                 old->pid_file ? old->pid_file : "(none)");
+    cfg->user = old->user ? arena_strdup(cfg->arena, old->user) : NULL;
+    cfg->pid_file = old->pid_file ? arena_strdup(cfg->arena, old->pid_file) : NULL;
+}
+
 static void reload_start(struct master *m)
 {
     if (m->state != MASTER_RUNNING) return;
@@ -489,6 +512,7 @@ static void reload_start(struct master *m)
         return;
     }
     tls_tickets_inherit(cfg, m->cfg); /* tickets issued before the reload still resume */
+    reload_keep_fixed(cfg, m->cfg);
     if (cfg->reuseport) listen_enable_migration();
     if (listen_open(&m->listens, cfg, err, sizeof err) < 0) {
         log_error("reload refused: %s; still running the old configuration", err);

@@ -122,5 +122,22 @@ for my $mode (qw(keepalive close)) {
     is http_get($port, '/after-good', timeout => T(5))->status, 200, 'serving';
 }
 
+# pid_file and user cannot change on a reload: a warning, and the running
+# values stay (the master keeps owning the pid_file it wrote).
+{
+    my $other = $p->dir . '/other.pid';
+    (my $c = conf(2)) =~ s/\[main\]\n/[main]\npid_file = $other\n/;
+    ok reload($c), 'reload with another pid_file';
+    ok scalar(grep { /\[warn\].*pid_file = \Q$other\E needs a restart/ } $p->error_lines),
+      'a warning says the pid_file needs a restart'
+      or diag join "\n", $p->error_lines;
+    ok !-e $other, 'the new pid_file is not written';
+    (my $pid = slurp($p->pid_file)) =~ s/\s+//g;
+    is $pid, $p->pid, 'the running pid_file still names the master';
+    ok reload(conf(2)), 'back to the first configuration';
+    is http_get($port, '/after-pid-file', timeout => T(5))->status, 200, 'serving';
+}
+
 $p->finish;
+ok !-e $p->pid_file, 'the pid_file is removed at exit';
 done_testing;
