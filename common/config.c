@@ -22,6 +22,7 @@
 #include "common/shm.h"
 #include "common/str.h"
 #include "worker/tls.h"
+#include "worker/tls_upstream.h"
 
 #define MAX_LINE 65536    /* longer lines are refused, not truncated */
 #define MAX_NAME 63       /* section names: logs and metric labels */
@@ -685,12 +686,47 @@ static void server_dump(FILE *out, const struct conf_key *k, const void *base,
     }
 }
 
+/* tls, tls_ca and tls_sni remember their line: the client context is built
+ * (and its problems reported) once the whole upstream is known. */
 static int tls_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
 {
-    if (bool_parse(p, k, base, v) < 0) return -1;
-    if (!*(bool *)field(base, k)) return 0;
-    perr(p, "TLS is not supported yet (%s)", k->key);
-    return -1;
+    ((struct conf_upstream *)base)->tls_line = p->lineno;
+    return bool_parse(p, k, base, v);
+}
+
+static int tls_ca_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
+{
+    ((struct conf_upstream *)base)->tls_ca_line = p->lineno;
+    return path_parse(p, k, base, v);
+}
+
+/* A DNS name (RFC 1123 labels): SNI carries no IP addresses (RFC 6066), and
+ * servers named by an IP are checked against the certificate's IP SANs. */
+static int tls_sni_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
+{
+    ((struct conf_upstream *)base)->tls_sni_line = p->lineno;
+    size_t n = strlen(v), label = 0;
+    bool alpha = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        if (ch == '.') {
+            if (!label || v[i - 1] == '-') return bad(p, k, v, "expected a DNS host name");
+            label = 0;
+            continue;
+        }
+        bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!letter && !(ch >= '0' && ch <= '9') && !(ch == '-' && label) && ch != '_')
+            return bad(p, k, v, "expected a DNS host name");
+        alpha = alpha || letter || ch == '-';
+        if (++label > 63) return bad(p, k, v, "a label is longer than 63 characters");
+    }
+    if (!n || n > 253 || (n && v[n - 1] == '-'))
+        return bad(p, k, v, "expected a DNS host name of 1 to 253 characters");
+    if (!alpha)
+        return bad(p, k, v,
+                   "an IP address is not a name: leave tls_sni unset, the certificate's IP "
+                   "addresses are then checked");
+    return string_parse(p, k, base, v);
 }
 
 static int host_header_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
@@ -982,6 +1018,8 @@ static const struct conf_type t_listen = {listen_parse, listen_dump, NUM_NONE, 0
 static const struct conf_type t_certificate = {certificate_parse, strv_dump, NUM_NONE, 0};
 static const struct conf_type t_server = {server_parse, server_dump, NUM_NONE, 0};
 static const struct conf_type t_tls = {tls_parse, bool_dump, NUM_NONE, 0};
+static const struct conf_type t_tls_ca = {tls_ca_parse, path_dump, NUM_NONE, 0};
+static const struct conf_type t_tls_sni = {tls_sni_parse, string_dump, NUM_NONE, 0};
 static const struct conf_type t_host_header = {host_header_parse, host_header_dump, NUM_NONE, 0};
 static const struct conf_type t_protocol = {protocol_parse, protocol_dump, NUM_NONE, 0};
 static const struct conf_type t_listeners = {listeners_parse, listeners_dump, NUM_NONE, 0};
@@ -1079,8 +1117,8 @@ static const struct conf_key conf_keys[] = {
     NOPE(SEC_UPSTREAM, "health_check"),
     {SEC_UPSTREAM, "tls", &t_tls, U(tls), 0, "off", 0, 0, false, NULL},
     {SEC_UPSTREAM, "tls_verify", &t_bool, U(tls_verify), 0, "on", 0, 0, false, NULL},
-    {SEC_UPSTREAM, "tls_ca", &t_path, U(tls_ca), 0, NULL, 0, 0, false, &path_readable},
-    {SEC_UPSTREAM, "tls_sni", &t_string, U(tls_sni), 0, NULL, 0, 0, false, NULL},
+    {SEC_UPSTREAM, "tls_ca", &t_tls_ca, U(tls_ca), 0, NULL, 0, 0, false, &path_readable},
+    {SEC_UPSTREAM, "tls_sni", &t_tls_sni, U(tls_sni), 0, NULL, 0, 0, false, NULL},
     {SEC_UPSTREAM, "host_header", &t_host_header, U(host_header), 0, "pass", 0, 0, false, NULL},
     {SEC_UPSTREAM, "protocol", &t_protocol, 0, 0, "http", 0, 0, false, NULL},
 
@@ -1483,6 +1521,25 @@ static void tls_build(struct parse *p, struct conf_listener *l)
     l->tls = tls_server_new(l, l->certificate_lines, tls_report, p);
 }
 
+/* tls = on: the client context (CA chain, names) is built now, in the
+ * master, so -t and reload report a bad CA file. TLS keys without tls = on
+ * are most likely a forgotten line: warned, not refused. */
+static void tls_client_build(struct parse *p, struct conf_upstream *u)
+{
+    if (!u->tls) {
+        if (u->tls_ca && p->errf)
+            fprintf(p->errf,
+                    "%s:%d: warning: [upstream %s]: tls_ca has no effect without tls = on\n",
+                    p->file, u->tls_ca_line, u->name);
+        if (u->tls_sni && p->errf)
+            fprintf(p->errf,
+                    "%s:%d: warning: [upstream %s]: tls_sni has no effect without tls = on\n",
+                    p->file, u->tls_sni_line, u->name);
+        return;
+    }
+    u->tls_client = tls_client_new(p->c, u, tls_report, p);
+}
+
 static void config_validate(struct parse *p)
 {
     struct config *c = p->c;
@@ -1503,6 +1560,8 @@ static void config_validate(struct parse *p)
             u->servers[j].upstream = u;
         }
     }
+    for (unsigned i = 0; i < c->nupstreams && !p->nerrors; i++)
+        tls_client_build(p, &c->upstreams[i]);
     refs_resolve(p);
     for (unsigned i = 0; i < c->nroutes; i++) {
         struct conf_route *r = &c->routes[i];
@@ -1604,6 +1663,8 @@ void config_free(struct config *c)
     if (!c) return;
     for (unsigned i = 0; i < c->nlisteners; i++)
         tls_server_free(c->listeners[i].tls);
+    for (unsigned i = 0; i < c->nupstreams; i++)
+        tls_client_free(c->upstreams[i].tls_client);
     arena_free(c->arena);
 }
 

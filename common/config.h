@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 struct tls_server;
+struct tls_client;
 
 #define CONF_MAX_LISTENERS 64 /* routes refer to listeners by bit in a mask */
 
@@ -50,6 +51,8 @@ struct conf_upstream {
     int64_t fail_timeout;
     bool tls, tls_verify;
     char *tls_ca, *tls_sni;
+    int tls_line, tls_ca_line, tls_sni_line; /* where they were set, for messages */
+    struct tls_client *tls_client;           /* built at load when tls is on; owned */
     enum conf_host_header host_header;
     char *host_literal; /* when HOST_HEADER_LITERAL */
 };

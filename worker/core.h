@@ -77,8 +77,9 @@ struct conn {
 
 enum uconn_state {
     UCONN_CONNECTING,
-    UCONN_ACTIVE, /* serving an exchange */
-    UCONN_IDLE,   /* in the keep-alive pool */
+    UCONN_HANDSHAKE, /* TLS (tls = on): connected, handshake running */
+    UCONN_ACTIVE,    /* serving an exchange */
+    UCONN_IDLE,      /* in the keep-alive pool */
     UCONN_CLOSED,
 };
 
@@ -94,7 +95,8 @@ struct uconn {
     struct exchange *x;
     struct timer timer;
     uint32_t nrequests;
-    struct uconn *next; /* pool list / graveyard */
+    struct uconn *next;    /* pool list / graveyard */
+    struct tls_uconn *tls; /* tls = on upstreams only; kept while pooled */
 };
 
 /* A request being proxied: parser state for both directions, the rewritten
@@ -172,9 +174,10 @@ struct worker {
     struct upool *pools; /* by conf_server.id */
     struct balance bal;
     uint64_t rid_seed, rid_counter;
-    struct tls_worker *tls; /* NULL without TLS listeners */
-    int64_t hs_turn;        /* w->now of the turn hs_steps counts for */
-    unsigned hs_steps;      /* TLS handshake steps run in that turn */
+    struct tls_worker *tls;            /* NULL without TLS listeners or upstreams */
+    struct tls_upstream_worker *tlsup; /* NULL without TLS upstreams */
+    int64_t hs_turn;                   /* w->now of the turn hs_steps counts for */
+    unsigned hs_steps;                 /* TLS handshake steps run in that turn */
 };
 
 /* worker.c */
@@ -220,6 +223,9 @@ void proxy_abort(struct worker *w, struct exchange *x, const char *reason);
  * NULL with *err = errno when the connect failed at once. */
 struct uconn *upstream_get(struct worker *w, const struct conf_server *s, bool fresh, int *err);
 void upstream_release(struct worker *w, struct uconn *u, bool reusable);
+/* U's TCP connect completed: UCONN_ACTIVE, or UCONN_HANDSHAKE when its
+ * upstream speaks TLS. 0, or -1 when TLS could not be set up (logged). */
+int upstream_connected(struct worker *w, struct uconn *u);
 void upstream_idle_event(struct worker *w, struct uconn *u, uint32_t events);
 void upstream_close(struct worker *w, struct uconn *u, const char *reason);
 
@@ -231,6 +237,11 @@ enum io_result out_write(int fd, struct out *o, bool *can_write);
  * conn_write writes O like out_write. */
 ssize_t conn_read(struct conn *c, void *p, size_t n);
 enum io_result conn_write(struct worker *w, struct conn *c, struct out *o);
+/* upstream.c, the upstream side: read the response bytes of U (through TLS when on): read(2)
+ * semantics, EINTR retried, u->can_read cleared when drained or at EAGAIN. */
+ssize_t upstream_read(struct worker *w, struct uconn *u, void *p, size_t n);
+/* Write O to U (through TLS when on), like out_write. */
+enum io_result upstream_write(struct worker *w, struct uconn *u, struct out *o);
 static inline bool out_pending(const struct out *o)
 {
     return o->i < o->n;

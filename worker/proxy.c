@@ -14,6 +14,7 @@
 #include "common/net.h"
 #include "common/str.h"
 #include "worker/core.h"
+#include "worker/tls_upstream.h"
 
 enum pump { STALL, PROGRESS, ENDED };
 
@@ -329,12 +330,13 @@ static void drop_upstream(struct worker *w, struct exchange *x, const char *why)
 
 static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same);
 
-/* The attempt failed before any response reached the client. */
-static enum pump attempt_failed(struct worker *w, struct exchange *x, int status, const char *why,
-                                bool retryable)
+/* The attempt failed before any response reached the client. LEVEL: warn
+ * for what the network does, error for what the operator must fix. */
+static enum pump attempt_failed_at(struct worker *w, struct exchange *x, int status,
+                                   const char *why, bool retryable, int level)
 {
     const struct conf_server *s = x->server;
-    log_warn("upstream %s server %s: %s", s->upstream->name, s->name, why);
+    log_msg(level, "upstream %s server %s: %s", s->upstream->name, s->name, why);
     balance_report(&w->bal, s, false, w->now);
     drop_upstream(w, x, why);
     bool can = retryable && x->attempts <= s->upstream->retries && !x->body_forwarded;
@@ -342,6 +344,12 @@ static enum pump attempt_failed(struct worker *w, struct exchange *x, int status
     if (x->c->state != CONN_PROXY) return ENDED; /* attempt() already answered */
     client_error(w, x, status, why);
     return ENDED;
+}
+
+static enum pump attempt_failed(struct worker *w, struct exchange *x, int status, const char *why,
+                                bool retryable)
+{
+    return attempt_failed_at(w, x, status, why, retryable, LL_WARN);
 }
 
 static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same)
@@ -397,7 +405,8 @@ static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same)
     if (x->head_request) http1_skip_body(&x->resp);
     x->resp_head_done = false;
     x->req_sent = false;
-    if (u->state == UCONN_CONNECTING)
+    /* connect_timeout covers the TCP connect and the TLS handshake. */
+    if (u->state == UCONN_CONNECTING || u->state == UCONN_HANDSHAKE)
         timer_arm(&w->timers, &u->timer, w->now + up->connect_timeout);
     return PROGRESS;
 }
@@ -558,7 +567,7 @@ static enum pump pump_req(struct worker *w, struct exchange *x)
     if (x->req_sent || !u || u->state != UCONN_ACTIVE) return STALL;
     if (out_pending(&x->up_out)) {
         if (!u->can_write) return STALL;
-        enum io_result r = out_write(u->fd, &x->up_out, &u->can_write);
+        enum io_result r = upstream_write(w, u, &x->up_out);
         if (r == IO_AGAIN) return STALL;
         if (r == IO_ERROR) {
             if (stale_retry(w, x)) return PROGRESS;
@@ -697,13 +706,8 @@ static enum pump pump_resp(struct worker *w, struct exchange *x)
     struct buf *in = u->in;
     if (in->hi >= in->cap) return attempt_failed(w, x, 502, "response head too large", false);
     size_t room = in->cap - in->hi;
-    ssize_t n = read(u->fd, in->data + in->hi, room);
-    if (n > 0 && (size_t)n < room && !u->rdhup) u->can_read = false; /* see head_read */
-    if (n < 0 && errno == EINTR) return PROGRESS;
-    if (n < 0 && errno == EAGAIN) {
-        u->can_read = false;
-        return STALL;
-    }
+    ssize_t n = upstream_read(w, u, in->data + in->hi, room);
+    if (n < 0 && errno == EAGAIN) return STALL;
     if (n <= 0) return resp_eof(w, x, n < 0);
     in->hi += (uint32_t)n;
     uint32_t stop;
@@ -724,7 +728,7 @@ static void arm_timers(struct worker *w, struct exchange *x)
         timer_arm(&w->timers, &c->timer, w->now + l->body_timeout);
     else
         timer_cancel(&w->timers, &c->timer);
-    if (!u || u->state == UCONN_CONNECTING) return;
+    if (!u || u->state == UCONN_CONNECTING || u->state == UCONN_HANDSHAKE) return;
     const struct conf_upstream *up = u->server->upstream;
     if (out_pending(&x->up_out))
         timer_arm(&w->timers, &u->timer, w->now + up->send_timeout);
@@ -767,6 +771,23 @@ void proxy_start(struct worker *w, struct exchange *x)
     if (c->state == CONN_PROXY) proxy_progress(w, x);
 }
 
+/* One go at the TLS handshake of X's upstream connection: true when it is
+ * done and the request may go. A refused certificate is an [error] (the
+ * operator's to fix) and, like any handshake failure, a failed attempt
+ * that counts for passive health and may be retried on another server. */
+static bool handshake_step(struct worker *w, struct exchange *x)
+{
+    struct uconn *u = x->u;
+    char why[600];
+    int r = tls_upstream_handshake(w, u, why, sizeof(why));
+    if (r == 1) {
+        u->state = UCONN_ACTIVE;
+        return true;
+    }
+    if (r < 0) attempt_failed_at(w, x, 502, why, true, r == -2 ? LL_ERROR : LL_WARN);
+    return false;
+}
+
 void proxy_upstream_event(struct worker *w, struct uconn *u, uint32_t events)
 {
     struct exchange *x = u->x;
@@ -778,6 +799,7 @@ void proxy_upstream_event(struct worker *w, struct uconn *u, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->can_read = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) u->rdhup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) u->can_write = true;
+    if (u->tls && (events & EPOLLOUT)) tls_upstream_writable(u);
     if (u->state == UCONN_CONNECTING) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
         int err = 0;
@@ -790,8 +812,15 @@ void proxy_upstream_event(struct worker *w, struct uconn *u, uint32_t events)
             conn_kick(w, c);
             return;
         }
-        u->state = UCONN_ACTIVE;
-        u->can_write = true;
+        if (upstream_connected(w, u) < 0) {
+            attempt_failed(w, x, 502, "cannot set up TLS", true);
+            conn_kick(w, c);
+            return;
+        }
+    }
+    if (u->state == UCONN_HANDSHAKE && !handshake_step(w, x)) {
+        if (c->state != CONN_PROXY) conn_kick(w, c);
+        return;
     }
     proxy_progress(w, x);
     if (c->state != CONN_PROXY) conn_kick(w, c);
@@ -807,6 +836,8 @@ void proxy_upstream_timeout(struct worker *w, struct uconn *u)
     struct conn *c = x->c;
     if (u->state == UCONN_CONNECTING)
         attempt_failed(w, x, 504, "connect_timeout", true);
+    else if (u->state == UCONN_HANDSHAKE)
+        attempt_failed(w, x, 504, "connect_timeout during the TLS handshake", true);
     else if (!x->resp_head_done)
         attempt_failed(w, x, 504, "upstream timed out", false);
     else

@@ -380,6 +380,8 @@ int tls_worker_init(struct worker *w)
     bool any = false;
     for (unsigned i = 0; i < cfg->nlisteners; i++)
         any = any || cfg->listeners[i].tls;
+    for (unsigned i = 0; i < cfg->nupstreams; i++) /* tls_upstream.c uses the DRBG too */
+        any = any || cfg->upstreams[i].tls_client;
     if (!any) return 0;
     /* PSA keeps its own RNG: initialised here, after fork, so no two
      * workers share its state. */
@@ -418,6 +420,11 @@ int tls_worker_init(struct worker *w)
                                             mbedtls_ssl_ticket_parse, &s->ticket);
     }
     return 0;
+}
+
+void *tls_worker_rng(struct worker *w)
+{
+    return w->tls ? &w->tls->drbg : NULL;
 }
 
 static int bio_send(void *arg, const unsigned char *p, size_t n)

@@ -40,6 +40,9 @@ void tls_tickets_inherit(struct config *to, const struct config *from);
 /* In a worker after fork: PSA, a DRBG seeded from the kernel, ticket keys of
  * every TLS listener. 0, or -1 with a message logged. */
 int tls_worker_init(struct worker *w);
+/* The worker's DRBG (an mbedtls_ctr_drbg_context, for mbedtls_ctr_drbg_random)
+ * for the other TLS glue; NULL before tls_worker_init or without TLS. */
+void *tls_worker_rng(struct worker *w);
 
 /* A connection's TLS state, for a connection accepted on a TLS listener.
  * 0, or -1 (out of memory; logged). Freed by tls_conn_free. */

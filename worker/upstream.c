@@ -1,7 +1,9 @@
-/* Upstream connections: non-blocking connect and the per-worker keep-alive
- * pool per server (LIFO, so the warmest connection is reused and the
- * coldest ones time out). A connection counts as active in shared memory
- * from the moment it is handed to an exchange until it is released. */
+/* Upstream connections: non-blocking connect (then the TLS handshake when
+ * the upstream has tls = on), reads and writes through TLS or not, and the
+ * per-worker keep-alive pool per server (LIFO, so the warmest connection is
+ * reused and the coldest ones time out; pooled TLS connections keep their
+ * session). A connection counts as active in shared memory from the moment
+ * it is handed to an exchange until it is released. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +16,7 @@
 #include "common/log.h"
 #include "common/shm.h"
 #include "worker/core.h"
+#include "worker/tls_upstream.h"
 
 static void pool_remove(struct upool *p, struct uconn *u)
 {
@@ -36,6 +39,7 @@ void upstream_close(struct worker *w, struct uconn *u, const char *reason)
         shm_conn_dec(w->shm, w->row, u->server->id);
     timer_cancel(&w->timers, &u->timer);
     worker_buf_put(w, &u->in);
+    if (u->tls) tls_upstream_free(w, u);
     close(u->fd);
     u->fd = -1;
     u->state = UCONN_CLOSED;
@@ -84,16 +88,49 @@ static struct uconn *connect_new(struct worker *w, const struct conf_server *s, 
     u->ev.kind = EV_UPSTREAM;
     u->fd = fd;
     u->server = s;
-    u->state = r == 0 ? UCONN_ACTIVE : UCONN_CONNECTING;
-    u->can_write = r == 0;
-    if (worker_epoll_add(w, fd, &u->ev) < 0) {
-        *err = errno;
+    u->state = UCONN_CONNECTING;
+    int bad = worker_epoll_add(w, fd, &u->ev) < 0 ? errno : 0;
+    if (!bad && r == 0 && upstream_connected(w, u) < 0) bad = ENOMEM;
+    if (bad) {
+        *err = bad;
         close(fd);
         free(u);
         return NULL;
     }
     shm_conn_inc(w->shm, w->row, s->id);
     return u;
+}
+
+int upstream_connected(struct worker *w, struct uconn *u)
+{
+    u->can_write = true;
+    if (!u->server->upstream->tls_client) {
+        u->state = UCONN_ACTIVE;
+        return 0;
+    }
+    if (tls_upstream_new(w, u) < 0) return -1;
+    u->state = UCONN_HANDSHAKE;
+    return 0;
+}
+
+ssize_t upstream_read(struct worker *w, struct uconn *u, void *p, size_t n)
+{
+    if (u->tls) return tls_upstream_read(w, u, p, n);
+    for (;;) {
+        ssize_t k = read(u->fd, p, n);
+        /* A short read drained the socket (see conn_read); not so when the
+         * FIN came with the last edge. */
+        if (k > 0 && (size_t)k < n && !u->rdhup) u->can_read = false;
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && errno == EAGAIN) u->can_read = false;
+        return k;
+    }
+}
+
+enum io_result upstream_write(struct worker *w, struct uconn *u, struct out *o)
+{
+    if (u->tls) return (enum io_result)tls_upstream_write(w, u, o);
+    return out_write(u->fd, o, &u->can_write);
 }
 
 struct uconn *upstream_get(struct worker *w, const struct conf_server *s, bool fresh, int *err)
@@ -108,6 +145,8 @@ void upstream_release(struct worker *w, struct uconn *u, bool reusable)
     struct upool *p = &w->pools[u->server->id];
     u->x = NULL;
     u->nrequests++;
+    /* Unread TLS bytes would be taken for the next response. */
+    if (u->tls && tls_upstream_pending(u)) reusable = false;
     if (!reusable || w->draining || p->nidle >= up->keepalive) {
         upstream_close(w, u, reusable ? "pool full" : "not reusable");
         return;
@@ -123,9 +162,13 @@ void upstream_release(struct worker *w, struct uconn *u, bool reusable)
 }
 
 /* Anything readable on an idle pooled connection is the server closing it
- * (or talking out of turn): either way it must not carry a request. */
+ * (or talking out of turn): either way it must not carry a request. Over
+ * TLS, a session ticket may come late: that one is taken, not fatal. */
 void upstream_idle_event(struct worker *w, struct uconn *u, uint32_t events)
 {
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        upstream_close(w, u, "closed by the server while idle");
+    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+    bool ok =
+        u->tls && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && tls_upstream_idle_read(w, u);
+    u->can_read = false;
+    if (!ok) upstream_close(w, u, "closed by the server while idle");
 }

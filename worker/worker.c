@@ -22,6 +22,7 @@
 #include "common/shm.h"
 #include "worker/core.h"
 #include "worker/tls.h"
+#include "worker/tls_upstream.h"
 
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
@@ -300,6 +301,7 @@ static int setup(struct worker *w, const struct worker_args *a)
     if (!w->pools || !w->ls || balance_init(&w->bal, a->cfg, a->shm) < 0) return -1;
     clock_update(w);
     if (tls_worker_init(w) < 0) return -1; /* after fork: own DRBG and PSA state */
+    if (tls_upstream_worker_init(w) < 0) return -1;
 
     for (unsigned i = 0; i < a->nlistens; i++) {
         struct lsock *l = &w->ls[w->nls++];

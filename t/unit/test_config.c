@@ -4,6 +4,7 @@
 #include "t/unit/tap.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "worker/tls_upstream.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -213,7 +214,7 @@ static const char full_conf[] = "# a full configuration\n"
                                 "retries = 2\n"
                                 "max_fails = 3\n"
                                 "fail_timeout = 20s\n"
-                                "tls = off\n"
+                                "tls = on\n"
                                 "tls_verify = off\n"
                                 "tls_sni = api.internal\n"
                                 "host_header = api.example.com\n"
@@ -333,7 +334,8 @@ static void test_full_upstreams(const struct config *c)
     is_int(u->retries, 2, "retries");
     is_int(u->max_fails, 3, "max_fails");
     is_int(u->fail_timeout, 20000, "fail_timeout");
-    ok(!u->tls && !u->tls_verify, "tls off, tls_verify off");
+    ok(u->tls && !u->tls_verify, "tls on, tls_verify off");
+    ok(u->tls_client != NULL, "tls on: the client context is built at load");
     is_str(u->tls_sni, "api.internal", "tls_sni");
     is_int(u->host_header, HOST_HEADER_LITERAL, "literal host_header");
     is_str(u->host_literal, "api.example.com", "host_literal");
@@ -566,8 +568,29 @@ static const struct {
      "5: \"balance = hash\" is not supported yet"},
     {"phase 2 section", "[listener l]\nlisten = *:80\n[limit api]\nrate = 5r/s\n",
      "3: \"[limit]\" is not supported yet"},
-    {"upstream tls", "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = on\n",
-     "5: TLS is not supported yet (tls)"},
+    {"tls_ca not PEM",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = on\n"
+     "tls_ca = broken.ini\n",
+     "6: tls_ca \""},
+    {"tls_ca without a certificate",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = on\n"
+     "tls_ca = /dev/null\n",
+     "6: tls_ca \"/dev/null\": no usable CA certificate"},
+    {"tls_sni an IP",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = on\n"
+     "tls_sni = 10.0.0.1\n",
+     "6: invalid tls_sni \"10.0.0.1\": an IP address is not a name: leave tls_sni unset, the "
+     "certificate's IP addresses are then checked"},
+    {"tls_sni not a name",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = on\n"
+     "tls_sni = api example\n",
+     "6: invalid tls_sni \"api example\": expected a DNS host name"},
+    {"tls_sni label",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls_sni = -a.b\n",
+     "5: invalid tls_sni \"-a.b\": expected a DNS host name"},
+    {"tls not a bool",
+     "[listener l]\nlisten = *:80\n[upstream u]\nserver = 127.0.0.1:1\ntls = https\n",
+     "5: invalid tls \"https\": expected on or off"},
     {"certificate not PEM", "[listener l]\nlisten = *:80\ncertificate = full.ini full.ini\n",
      "3: certificate \""},
     {"tls_ca unreadable",
@@ -699,6 +722,46 @@ static void test_paths(void)
     snprintf(want, sizeof(want), "%s/ca.pem", dir);
     is_str(c->upstreams[0].tls_ca, want, "tls_ca resolved");
     is_str(c->access_log, "stdout", "access_log stdout kept");
+    snprintf(want, sizeof(want),
+             "%s/paths.ini:7: warning: [upstream u]: tls_ca has no effect without tls = on\n", dir);
+    is_str(errs, want, "tls_ca without tls = on: a warning");
+    config_free(c);
+}
+
+/* tls = on: the client context is built at load; tls_verify = on without
+ * tls_ca takes the system CAs, shared by every upstream that uses them. */
+static void test_upstream_tls(void)
+{
+    char errs[4096], want[512];
+    const char *text = "[listener l]\nlisten = *:80\n"
+                       "[upstream a]\nserver = localhost:443\ntls = on\n"
+                       "[upstream b]\nserver = 127.0.0.1:443\ntls = yes\n"
+                       "[upstream c]\nserver = 127.0.0.1:443\ntls = on\ntls_verify = off\n"
+                       "tls_ca = /nonexistent/ca.pem\n";
+    struct config *c = load("up-tls.ini", text, errs, sizeof(errs));
+    ok(c == NULL, "tls_ca unreadable even with tls_verify off: refused");
+    snprintf(want, sizeof(want), "%s/up-tls.ini:13: cannot read \"/nonexistent/ca.pem\"", dir);
+    ok(strncmp(errs, want, strlen(want)) == 0, "unreadable tls_ca names its line");
+    config_free(c);
+    write_file("some.pem", "x");
+    char text2[1024];
+    snprintf(text2, sizeof(text2), "%.*ssome.pem\n", (int)(strlen(text) - 20), text);
+    c = load("up-tls.ini", text2, errs, sizeof(errs));
+    snprintf(want, sizeof(want),
+             "%s/up-tls.ini:13: warning: [upstream c]: tls_ca is not used with tls_verify = off\n",
+             dir);
+    if (access(TLS_SYSTEM_CA, R_OK) == 0) {
+        ok(c != NULL, "tls = on with the system CAs loads");
+        is_str(errs, want, "tls_ca with tls_verify = off: a warning");
+        ok(c && c->upstreams[0].tls_client && c->upstreams[1].tls_client &&
+               c->upstreams[2].tls_client,
+           "three client contexts");
+    } else {
+        ok(c == NULL, "no system CA file: refused");
+        snprintf(want, sizeof(want), "%s/up-tls.ini:5: tls_verify is on and no tls_ca is set", dir);
+        ok(strncmp(errs, want, strlen(want)) == 0, "no system CA file: the message says so");
+        ok(1, "skipped: no system CA file");
+    }
     config_free(c);
 }
 
@@ -767,6 +830,7 @@ int main(void)
     test_long_lines();
     test_line_endings();
     test_paths();
+    test_upstream_tls();
     test_dump_roundtrip();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
