@@ -12,6 +12,8 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
 use Digest::MD5 qw(md5_hex);
+use IO::Select;
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use Portico;
 use Upstream;
@@ -91,7 +93,52 @@ sub ngx_lines {
     my ($name) = @_;
     return grep { /^$port{$name} / } split /\n/, slurp("$ngx/access.log");
 }
+# nginx logs a request once its response is out: wait for N lines of
+# server block NAME matching RE.
+sub ngx_wait {
+    my ($name, $re, $n) = @_;
+    my @l;
+    wait_for(sub { @l = grep { $_ =~ $re } ngx_lines($name); @l >= $n }, T(5));
+    return @l;
+}
 sub ngx_conns { my %c = map { (split / /)[1] => 1 } ngx_lines(@_); return scalar keys %c }
+
+# A TCP relay to nginx's TLS 1.2 server that logs the types of the TLS
+# records portico sends on each connection (TLS 1.2 shows alerts as such).
+my $relay = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 8) or die $!;
+my $relay_port = $relay->sockport;
+my $relay_pid = fork // die;
+if (!$relay_pid) {
+    $SIG{PIPE} = 'IGNORE';
+    while (my $c = $relay->accept) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port{tls12}") or next;
+        my ($buf, @types) = ('');
+        my $sel = IO::Select->new($c, $s);
+      RELAY: while (my @r = $sel->can_read(T(20))) {
+            for my $h (@r) {
+                my $n = sysread($h, my $d, 65536);
+                last RELAY unless $n;
+                syswrite($h == $c ? $s : $c, $d);
+                next unless $h == $c;
+                $buf .= $d;
+                while (length $buf >= 5) {
+                    my ($type, undef, $len) = unpack('C n n', $buf);
+                    last if length $buf < 5 + $len;
+                    push @types, $type;
+                    substr($buf, 0, 5 + $len, '');
+                }
+            }
+        }
+        open my $fh, '>>', "$dir/relay.log";
+        print $fh "@types\n";
+        close $fh;
+        close $s;
+        close $c;
+    }
+    POSIX::_exit(0);
+}
+close $relay;
+END { kill 'KILL', $relay_pid if $relay_pid }
 
 # A TCP listener that never answers: the handshake hangs.
 my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 8) or die $!;
@@ -155,6 +202,12 @@ tls = on
 tls_ca = $dir/ca.crt
 keepalive = 0
 
+[upstream relay]
+server = 127.0.0.1:$relay_port
+tls = on
+tls_ca = $dir/ca.crt
+keepalive = 0
+
 [upstream short]
 server = 127.0.0.1:$port{short}
 tls = on
@@ -186,7 +239,8 @@ retries = 0
 
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
-  qw(byname byip wrongca wrongname expired noipsan noverify resume13 resume12 short health mute plain);
+  qw(byname byip wrongca wrongname expired noipsan noverify resume13 resume12 relay short health mute
+     plain);
 my $p = Portico->start($conf, log_level => 'debug',
                        errors_ok => [qr/TLS certificate verification failed/]);
 my $port = $p->port;
@@ -201,7 +255,7 @@ my $port = $p->port;
     is $req && $req->header('x-sni'), 'up.test', 'nginx saw SNI up.test';
     is $req && $req->header('host'), 'front.example', 'Host is the client\'s (host_header = pass)';
     like $req && $req->header('x-tls'), qr/^TLSv1\.[23]$/, 'a TLS 1.2 or 1.3 connection';
-    my ($line) = grep { m{"GET /byname/a} } ngx_lines('good');
+    my ($line) = ngx_wait('good', qr{"GET /byname/a}, 1);
     like $line, qr{ alpn=http/1\.1 }, 'ALPN http/1.1 was negotiated';
     like $line, qr{ TLSv1\.3 }, 'TLS 1.3 with a server that offers it';
 
@@ -209,7 +263,7 @@ my $port = $p->port;
     is $r->status, 200, 'a server named by its IP: verified against the IP SAN';
     ($req) = grep { $_->{target} eq '/byip/x' } $app->requests;
     ok $req && !defined $req->header('x-sni'), 'no SNI for an IP literal';
-    ($line) = grep { m{"GET /byip/x} } ngx_lines('good');
+    ($line) = ngx_wait('good', qr{"GET /byip/x}, 1);
     like $line, qr/ sni=- reused/, 'nginx: no server name';
 }
 
@@ -255,7 +309,7 @@ ok !grep({ $_->{target} =~ m{^/(wrongca|wrongname|expired|noipsan)/} } $app->req
         $ok++ if $r->status == 200;
     }
     is $ok, 20, '20 requests answered';
-    my @l = grep { m{"GET /byname/pool} } ngx_lines('good');
+    my @l = ngx_wait('good', qr{"GET /byname/pool}, 20);
     my %conn = map { (split / /)[1] => 1 } @l;
     is scalar(@l), 20, 'nginx served 20';
     is scalar(keys %conn), 1, 'all on one upstream TLS connection';
@@ -282,7 +336,7 @@ ok !grep({ $_->{target} =~ m{^/(wrongca|wrongname|expired|noipsan)/} } $app->req
     is $r->status, 200, '1 MiB chunked upload';
     ($req) = grep { $_->{target} eq '/byname/up-chunked' } $app->requests;
     is $req && $req->{body_md5}, md5_hex($data), 'chunked upload intact at the application';
-    my ($line) = grep { m{"POST /byname/up-chunked} } ngx_lines('good');
+    my ($line) = ngx_wait('good', qr{"POST /byname/up-chunked}, 1);
     like $line, qr/ te=chunked /, 'it went to nginx chunked, over TLS';
 
     $r = http_get($port, '/byname/down', headers => ["X-Up-Size: $mib"], timeout => T(20));
@@ -293,7 +347,7 @@ ok !grep({ $_->{target} =~ m{^/(wrongca|wrongname|expired|noipsan)/} } $app->req
     is $r->status, 200, 'chunked 1 MiB download';
     is $r->framing, 'chunked', 'relayed chunked to the client';
     is md5_hex($r->body), Upstream::pattern_md5($mib), 'chunked download intact';
-    ($line) = grep { m{"GET /byname/down-chunked} } ngx_lines('good');
+    ($line) = ngx_wait('good', qr{"GET /byname/down-chunked}, 1);
     like $line, qr/ out_te=chunked$/, 'nginx sent it chunked, over TLS';
 }
 
@@ -306,10 +360,19 @@ for my $case (['resume13', 'good', 'TLSv1.3'], ['resume12', 'tls12', 'TLSv1.2'])
         $ok++ if http_get($port, "/$route/r$i")->status == 200;
     }
     is $ok, 4, "$proto: 4 requests without a pool";
-    my @l = grep { m{"GET /$route/} } ngx_lines($srv);
+    my @l = ngx_wait($srv, qr{"GET /$route/}, 4);
     is scalar(@l), 4, "$proto: 4 connections at nginx";
     is scalar(grep { / reused=r / } @l), 3, "$proto: 3 of them resumed the session" or diag join "\n", @l;
     is scalar(grep { / $proto / } @l), 4, "$proto negotiated";
+}
+
+# portico closes a connection it does not keep with close_notify: the last
+# record it sends is an alert (21), after the request (23).
+{
+    is http_get($port, '/relay/x')->status, 200, 'through the relay';
+    my @conns;
+    wait_for(sub { @conns = split /\n/, slurp("$dir/relay.log"); @conns >= 1 }, T(5));
+    like $conns[0] // '', qr/^22 .* 23 21$/, 'records: handshake ... request, close_notify' or diag $conns[0];
 }
 
 # The server closes pooled connections (nginx keepalive_timeout 400ms): the
@@ -329,6 +392,7 @@ for my $case (['resume13', 'good', 'TLSv1.3'], ['resume12', 'tls12', 'TLSv1.2'])
     kill 'CONT', $worker;
     my $r = $c->read_response(timeout => T(10));
     is $r->status, 200, 'a request on a pooled connection the server had closed: retried, 200';
+    ngx_wait('short', qr{"GET /short/}, 3);
     is ngx_conns('short'), 3, 'three connections at nginx';
     ok wait_for(sub { grep { /stale pooled connection/ } $p->error_lines }, T(2)),
       'the stale-connection retry did it';

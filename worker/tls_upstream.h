@@ -55,9 +55,10 @@ ssize_t tls_upstream_read(struct worker *w, struct uconn *u, void *p, size_t n);
 int tls_upstream_write(struct worker *w, struct uconn *u, struct out *o);
 /* The socket became writable: a read that waited for a write may go on. */
 void tls_upstream_writable(struct uconn *u);
-/* Bytes arrived on a pooled idle connection: true when they were only TLS
- * housekeeping (a session ticket) and the connection stays usable; false
- * when it must be closed (close_notify, EOF, data, an error). */
+/* Bytes arrived on a pooled idle connection (or remain after a response):
+ * true when they were only TLS housekeeping (a session ticket) and the
+ * connection stays usable; false when it must be closed (close_notify, EOF,
+ * data, an error). */
 bool tls_upstream_idle_read(struct worker *w, struct uconn *u);
 /* True when decrypted or read-ahead bytes are still unread: the connection
  * cannot go back to the pool. */

@@ -145,8 +145,10 @@ void upstream_release(struct worker *w, struct uconn *u, bool reusable)
     struct upool *p = &w->pools[u->server->id];
     u->x = NULL;
     u->nrequests++;
-    /* Unread TLS bytes would be taken for the next response. */
-    if (u->tls && tls_upstream_pending(u)) reusable = false;
+    /* TLS bytes left after the response: a late session ticket is taken,
+     * anything else would be read as the next response. */
+    if (reusable && u->tls && tls_upstream_pending(u) && !tls_upstream_idle_read(w, u))
+        reusable = false;
     if (!reusable || w->draining || p->nidle >= up->keepalive) {
         upstream_close(w, u, reusable ? "pool full" : "not reusable");
         return;
