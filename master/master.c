@@ -439,7 +439,8 @@ static void stop_graceful(struct master *m)
 
 /* ---- reload ---- */
 
-/* config_load prints "FILE:LINE: message" lines; each becomes an error line. */
+/* config_load prints "FILE:LINE: message" lines; each becomes an error line,
+ * but "FILE:LINE: warning: ..." ones (the load goes on) a warn line. */
 static struct config *reload_load(struct master *m)
 {
     char *text = NULL;
@@ -454,7 +455,7 @@ static struct config *reload_load(struct master *m)
     for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         if (nl) *nl = '\0';
-        if (*line) log_error("%s", line);
+        if (*line) log_msg(strstr(line, ": warning: ") ? LL_WARN : LL_ERROR, "%s", line);
     }
     free(text);
     return cfg;
