@@ -446,8 +446,17 @@ for my $case (['resume13', 'good', 'TLSv1.3'], ['resume12', 'tls12', 'TLSv1.2'])
     ok wait_for(sub { grep { /cannot read ".*missing\.crt"/ } $p->error_lines }, T(10)),
       'reload with an unreadable tls_ca: the error is logged';
     is http_get($port, '/byname/after')->status, 200, 'the old configuration keeps serving';
-    write_file($p->config_file, $conf);
     $p->expect_errors(qr/missing\.crt|reload|configuration/);
+    # A warning does not stop a reload, and is logged as one.
+    write_file($p->config_file, $conf . "[upstream forgot]\nserver = 127.0.0.1:1\ntls_sni = x.test\n");
+    my $done = sub { scalar grep { /reload done/ } $p->error_lines };
+    my $before = $done->();
+    $p->signal('HUP');
+    ok wait_for(sub { $done->() > $before }, T(10)), 'reload with a warning: done';
+    ok grep({ /\[warn\].*tls_sni has no effect without tls = on/ } $p->error_lines),
+      'the warning is a [warn] line';
+    ok !grep({ /\[error\].*tls_sni has no effect/ } $p->error_lines), 'not an [error] line';
+    is http_get($port, '/byname/after2')->status, 200, 'serving after the reload';
 }
 
 $p->finish;
