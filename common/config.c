@@ -19,6 +19,7 @@
 #include "common/arena.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/ipcount.h"
 #include "common/shm.h"
 #include "common/str.h"
 #include "worker/tls.h"
@@ -1091,6 +1092,9 @@ static const struct conf_key conf_keys[] = {
      NULL},
     {SEC_LISTENER, "max_requests", &t_uint, L(max_requests), 0, "10000", 1, 1000000000, false,
      NULL},
+    {SEC_LISTENER, "max_connections_per_ip", &t_uint, L(max_connections_per_ip), 0, "0", 0,
+     IPCOUNT_MAX_LIMIT, false, NULL},
+    {SEC_LISTENER, "body_min_rate", &t_size, L(body_min_rate), 0, "512", 0, 1 << 30, false, NULL},
     {SEC_LISTENER, "certificate", &t_certificate, L(certificates), L(ncertificates), NULL, 0, 0,
      true, NULL},
     {SEC_LISTENER, "tls_protocols", &t_words, L(tls_protocols), 0, "TLSv1.2 TLSv1.3", 0, 0, false,

@@ -76,7 +76,9 @@ struct conf_listener {
     unsigned max_headers;
     int64_t max_body_size;
     unsigned max_requests;
-    char **certificates; /* "CERT KEY" strings (resolved paths) */
+    unsigned max_connections_per_ip; /* 0 = off; counted over every worker */
+    size_t body_min_rate;            /* bytes/s a request body must average; 0 = off */
+    char **certificates;             /* "CERT KEY" strings (resolved paths) */
     unsigned ncertificates;
     int *certificate_lines; /* config line of each certificate */
     struct tls_server *tls; /* built at load when there are certificates; owned */

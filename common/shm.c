@@ -6,9 +6,12 @@
  * so a bad index is a no-op. */
 #include "common/shm.h"
 
+#include "common/ipcount.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +30,13 @@ static uint64_t shm_size_for(uint64_t conns_off, uint32_t rows, uint32_t servers
     return conns_off + (uint64_t)rows * servers * sizeof(uint32_t);
 }
 
+/* The address table follows the connection rows, its contributions follow
+ * it; both page-aligned. Untouched pages cost nothing. */
+static uint64_t shm_page_up(uint64_t n)
+{
+    return (n + SHM_PAGE - 1) / SHM_PAGE * SHM_PAGE;
+}
+
 static void *shm_mmap(int fd, uint64_t size, int prot)
 {
     void *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
@@ -38,6 +48,8 @@ static void shm_bind(struct shm *s, int fd, struct shm_header *h)
     s->fd = fd;
     s->hdr = h;
     s->conns = (uint32_t *)((char *)h + h->conns_off);
+    s->ip = (struct shm_ipslot *)((char *)h + h->ip_off);
+    s->ipc = (uint16_t *)((char *)h + h->ipc_off);
 }
 
 static int shm_fail(int fd)
@@ -56,7 +68,10 @@ int shm_create(struct shm *s)
     int fd = memfd_create("portico", 0);
     if (fd < 0) return -1;
     uint64_t off = shm_conns_offset();
-    uint64_t size = shm_size_for(off, SHM_MAX_ROWS, SHM_MAX_SERVERS);
+    uint64_t ip_off = shm_page_up(shm_size_for(off, SHM_MAX_ROWS, SHM_MAX_SERVERS));
+    uint64_t ipc_off = shm_page_up(ip_off + (uint64_t)IPCOUNT_SLOTS * sizeof(struct shm_ipslot));
+    uint64_t size =
+        shm_page_up(ipc_off + (uint64_t)SHM_MAX_ROWS * IPCOUNT_SLOTS * sizeof(uint16_t));
     if (ftruncate(fd, (off_t)size) < 0) return shm_fail(fd);
     struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
     if (!h) return shm_fail(fd);
@@ -66,6 +81,11 @@ int shm_create(struct shm *s)
     h->max_servers = SHM_MAX_SERVERS;
     h->size = size;
     h->conns_off = off;
+    h->ip_off = ip_off;
+    h->ipc_off = ipc_off;
+    h->ip_slots = IPCOUNT_SLOTS;
+    if (getrandom(&h->ip_seed, sizeof h->ip_seed, 0) != sizeof h->ip_seed)
+        h->ip_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)h;
     shm_bind(s, fd, h);
     return 0;
 }
@@ -78,7 +98,11 @@ static int shm_header_ok(const struct shm_header *h, uint64_t file_size)
     if (h->conns_off < sizeof *h || h->conns_off % sizeof(uint32_t)) return 0;
     if (h->conns_off < SHM_PAGE) return 0; /* the owner table lives below it */
     if (h->max_rows == 0 || h->max_rows > SHM_MAX_ROWS || h->max_servers == 0) return 0;
-    return shm_size_for(h->conns_off, h->max_rows, h->max_servers) <= h->size;
+    uint64_t conns_end = shm_size_for(h->conns_off, h->max_rows, h->max_servers);
+    if (h->ip_slots == 0 || (h->ip_slots & (h->ip_slots - 1)) || conns_end > h->ip_off) return 0;
+    if (h->ip_off % SHM_PAGE || h->ipc_off % SHM_PAGE) return 0;
+    if (h->ip_off + (uint64_t)h->ip_slots * sizeof(struct shm_ipslot) > h->ipc_off) return 0;
+    return h->ipc_off + (uint64_t)h->max_rows * h->ip_slots * sizeof(uint16_t) <= h->size;
 }
 
 /* FD stays the caller's on failure; on success the shm owns it. */
@@ -109,6 +133,8 @@ void shm_detach(struct shm *s)
     if (s->fd >= 0) close(s->fd);
     s->hdr = NULL;
     s->conns = NULL;
+    s->ip = NULL;
+    s->ipc = NULL;
     s->fd = -1;
 }
 
@@ -174,6 +200,7 @@ int shm_row_claim(struct shm *s, int32_t owner)
                                          __ATOMIC_RELAXED))
             continue;
         shm_slot_clear(s, row);
+        ipcount_row_reconcile(s, row);
         return (int)row;
     }
     return -1;
@@ -196,5 +223,6 @@ void shm_row_release(struct shm *s, unsigned row)
 {
     if (!s->hdr || row >= s->hdr->max_rows) return;
     shm_slot_clear(s, row);
+    ipcount_row_reconcile(s, row);
     __atomic_store_n(&s->hdr->owner[row], 0, __ATOMIC_RELEASE);
 }

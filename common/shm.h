@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC 0x70727463u /* "prtc" */
-#define SHM_VERSION 2u
+#define SHM_VERSION 3u
 #define SHM_MAX_SLOTS 128 /* worker slots per master (config limit) */
 #define SHM_MAX_ROWS 512  /* rows: enough for two masters with two generations each */
 #define SHM_MAX_SERVERS 4096
@@ -27,12 +27,30 @@ struct shm_header {
     /* Pid owning each row, 0 when free. Claimed by compare-and-swap, so two
      * masters sharing the region never hand out the same row. */
     int32_t owner[SHM_MAX_ROWS];
+    /* The per-address table (common/ipcount.h): ip_slots slots at ip_off,
+     * then a uint16_t contribution per slot per row at ipc_off. ip_used[row]
+     * is set once a row counted an address, so reconciling a row that never
+     * did reads nothing. */
+    uint64_t ip_off, ipc_off;
+    uint64_t ip_seed; /* keyed hash: clients cannot aim at one probe window */
+    uint32_t ip_slots, reserved2;
+    uint8_t ip_used[SHM_MAX_ROWS];
+};
+
+/* One address slot: word = generation (32) | state (2) | count (30). The
+ * key is written while the state is CLAIM, read only while it is USED. */
+struct shm_ipslot {
+    uint64_t word;
+    uint32_t key[5];
+    uint32_t claimer; /* row + 1 while CLAIM: a crashed claimer's slot is freed */
 };
 
 struct shm {
     int fd;
     struct shm_header *hdr;
     uint32_t *conns;
+    struct shm_ipslot *ip;
+    uint16_t *ipc; /* [max_rows][ip_slots] */
 };
 
 /* Create a fresh region. Returns 0, or -1 with errno. Untouched pages cost

@@ -2,6 +2,7 @@
  * -> IDLE or LINGER -> CLOSED. Every transition goes through conn_set_state.
  * A connection holds a buffer and an exchange only while a request is in
  * progress; idle keep-alive connections hold neither. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/ipcount.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/shm.h"
 #include "common/str.h"
 #include "worker/core.h"
 #include "worker/route.h"
@@ -108,6 +111,8 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
     if (c->tls) tls_conn_free(c);
     close(c->fd);
     c->fd = -1;
+    if (c->ip_slot >= 0) ipcount_release(w->shm, w->row, c->ip_slot);
+    c->ip_slot = -1;
     conn_set_state(c, CONN_CLOSED);
     if (c->live_prev)
         c->live_prev->live_next = c->live_next;
@@ -700,7 +705,7 @@ void conn_timeout(struct worker *w, struct conn *c)
         return;
     case CONN_PROXY:
         proxy_abort(w, c->x, "client timeout");
-        conn_close(w, c, "client body or send timeout");
+        conn_close(w, c, "client body timeout, body below body_min_rate, or send timeout");
         return;
     case CONN_RESPOND:
         conn_close(w, c, "send_timeout");
@@ -744,21 +749,94 @@ void conn_drain(struct worker *w, struct conn *c)
     if (!timer_armed(&c->timer) || c->timer.when > at) timer_arm(&w->timers, &c->timer, at);
 }
 
+#define PERIP_LOG_MS 10000
+
+void conn_perip_log(struct worker *w)
+{
+    if (!w->perip_refused && !w->perip_uncounted) return;
+    if (w->perip_logged && w->now - w->perip_logged < PERIP_LOG_MS) return;
+    if (w->perip_refused)
+        log_warn("max_connections_per_ip: %llu connection(s) refused since the last report "
+                 "(latest: %s)",
+                 (unsigned long long)w->perip_refused, w->perip_last);
+    if (w->perip_uncounted)
+        log_warn("max_connections_per_ip: the shared address table is full (%u addresses): "
+                 "%llu connection(s) admitted uncounted",
+                 IPCOUNT_SLOTS, (unsigned long long)w->perip_uncounted);
+    w->perip_refused = w->perip_uncounted = 0;
+    w->perip_logged = w->now;
+}
+
+/* max_connections_per_ip, counted over every worker in shared memory.
+ * Over the limit the connection is reset at once: no response (nothing to
+ * parse or write), and the RST leaves no TIME_WAIT here. A full address
+ * table admits uncounted: the limit must never refuse a client it cannot
+ * count. Returns the slot, -1 when uncounted, -2 when refused (FD closed). */
+static int conn_admit(struct worker *w, int fd, const struct conf_listener *l,
+                      const struct sockaddr *sa)
+{
+    struct ipcount_key k;
+    if (!l->max_connections_per_ip || !w->shm || ipcount_key(&k, sa, ipcount_scope(l->name)) < 0)
+        return -1;
+    int r = ipcount_acquire(w->shm, w->row, &k, l->max_connections_per_ip);
+    if (r >= 0) return r;
+    if (r == IPCOUNT_FULL) {
+        w->perip_uncounted++;
+        conn_perip_log(w);
+        return -1;
+    }
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    w->perip_refused++;
+    if (!w->perip_logged || w->now - w->perip_logged >= PERIP_LOG_MS) {
+        char a[INET6_ADDRSTRLEN] = "?";
+        const void *p = sa->sa_family == AF_INET
+                            ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                            : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        inet_ntop(sa->sa_family, p, a, sizeof a);
+        snprintf(w->perip_last, sizeof w->perip_last, "%s on %s", a, l->name);
+        conn_perip_log(w);
+    }
+    return -2;
+}
+
+int64_t conn_body_deadline(struct worker *w, struct exchange *x)
+{
+    const struct conf_listener *l = x->c->wl->listener;
+    int64_t gap = w->now + l->body_timeout;
+    if (!l->body_min_rate) return gap;
+    if (!x->rate_start) {
+        x->rate_start = w->now;
+        x->rate_base = x->req.body_seen;
+    }
+    /* Averaged since the body began (or since the upstream last held us
+     * back), with body_timeout as the grace: like Apache's MinRate, a
+     * trickle of a byte per gap cannot hold the connection for hours. */
+    uint64_t got = x->req.body_seen - x->rate_base;
+    int64_t allowed = x->rate_start + l->body_timeout + (int64_t)(got * 1000 / l->body_min_rate);
+    return allowed < gap ? allowed : gap;
+}
+
 void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
                  const struct sockaddr *sa, socklen_t len)
 {
+    int slot = conn_admit(w, fd, wl->listener, sa);
+    if (slot == -2) return;
     struct conn *c = w->free_conns;
     if (c)
         w->free_conns = c->next;
     else
         c = malloc(sizeof(*c));
     if (!c) {
+        if (slot >= 0) ipcount_release(w->shm, w->row, slot);
         close(fd);
         return;
     }
     memset(c, 0, sizeof(*c));
     c->ev.kind = EV_CLIENT;
     c->fd = fd;
+    c->ip_slot = slot;
     c->wl = wl;
     if (len > sizeof(c->peer)) len = sizeof(c->peer);
     memcpy(&c->peer, sa, len);
@@ -766,6 +844,7 @@ void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
     if (worker_epoll_add(w, fd, &c->ev) < 0) {
         close(fd);
         c->fd = -1;
+        if (slot >= 0) ipcount_release(w->shm, w->row, slot);
         conn_set_state(c, CONN_CLOSED);
         c->next = w->dead_conns;
         w->dead_conns = c;

@@ -60,6 +60,7 @@ struct conn {
     bool had_bytes;           /* any byte of the current request seen */
     bool hs_deferred;         /* TLS handshake step waiting for the next loop turn */
     int fd;
+    int32_t ip_slot; /* counted for max_connections_per_ip in this shm slot; -1 = not */
     const struct worker_listen *wl;
     struct buf *in;
     struct exchange *x;
@@ -119,6 +120,8 @@ struct exchange {
     uint16_t status; /* sent to the client, for the log */
     uint64_t resp_bytes;
     int64_t start_ms, upstream_start_ms, upstream_ms;
+    int64_t rate_start; /* body_min_rate window start; 0 = starts at the next body wait */
+    uint64_t rate_base; /* body bytes already seen then */
     const struct conf_server *server; /* last one tried, for the log */
     char rid[40];
     uint8_t rid_len;
@@ -152,6 +155,11 @@ struct worker {
     int channel;
     bool stopping, draining, accept_backoff;
     int64_t emfile_logged; /* when running out of descriptors was last logged */
+    /* max_connections_per_ip: refusals (and admissions the full address
+     * table could not count) since they were last logged, once per 10 s. */
+    uint64_t perip_refused, perip_uncounted;
+    int64_t perip_logged;
+    char perip_last[64]; /* "ADDR on NAME" of the latest refusal */
     struct conn *live;
     int64_t drain_deadline;
     int64_t now;       /* monotonic ms, once per loop turn */
@@ -210,6 +218,11 @@ void conn_respond(struct worker *w, struct conn *c, int status, const char *extr
 void conn_drain(struct worker *w, struct conn *c);
 /* Run the state machine after another object (the upstream side) changed it. */
 void conn_kick(struct worker *w, struct conn *c);
+/* Log max_connections_per_ip refusals not yet logged, at most every 10 s. */
+void conn_perip_log(struct worker *w);
+/* When a request body stalls its connection: body_timeout after the last
+ * read, and no later than what body_min_rate allows since the body began. */
+int64_t conn_body_deadline(struct worker *w, struct exchange *x);
 
 /* proxy.c */
 void proxy_start(struct worker *w, struct exchange *x);

@@ -722,10 +722,13 @@ static void arm_timers(struct worker *w, struct exchange *x)
     struct conn *c = x->c;
     struct uconn *u = x->u;
     const struct conf_listener *l = c->wl->listener;
+    bool client_owes_body =
+        !out_pending(&x->cl_out) && !x->req_body_done && !out_pending(&x->up_out);
+    if (!client_owes_body) x->rate_start = 0; /* we held it back: its rate starts over */
     if (out_pending(&x->cl_out))
         timer_arm(&w->timers, &c->timer, w->now + l->send_timeout);
-    else if (!x->req_body_done && !out_pending(&x->up_out))
-        timer_arm(&w->timers, &c->timer, w->now + l->body_timeout);
+    else if (client_owes_body)
+        timer_arm(&w->timers, &c->timer, conn_body_deadline(w, x));
     else
         timer_cancel(&w->timers, &c->timer);
     if (!u || u->state == UCONN_CONNECTING || u->state == UCONN_HANDSHAKE) return;

@@ -225,6 +225,7 @@ static void tick(struct worker *w)
     log_access_flush();
     w->accept_backoff = false;
     worker_accept_resume(w);
+    conn_perip_log(w);
     pool_trim(&w->bufs[BUF_SMALL]);
     pool_trim(&w->bufs[BUF_BIG]);
     pool_trim(&w->exchanges);
