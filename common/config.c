@@ -452,6 +452,7 @@ struct path_rule {
     const char *keep; /* a word kept as is: "stderr", "stdout" */
     bool off;         /* "off" stores NULL */
     bool readable;    /* the file must be readable now */
+    bool writable;    /* it (or, when missing, its directory) must be writable now */
 };
 
 static char *path_resolve(struct parse *p, const char *v)
@@ -470,6 +471,23 @@ static int path_check(struct parse *p, const char *path)
     return -1;
 }
 
+/* A log or pid file portico will create or append to: -t must catch a
+ * missing or read-only directory, not the start. */
+static int path_check_writable(struct parse *p, const char *path)
+{
+    if (access(path, W_OK) == 0) return 0;
+    if (errno == ENOENT) {
+        char *copy = scratch(p, path);
+        if (!copy) return -1;
+        char *dir = dirname(copy);
+        if (access(dir, W_OK | X_OK) == 0) return 0;
+        perr(p, "cannot create \"%s\": directory \"%s\": %s", path, dir, strerror(errno));
+        return -1;
+    }
+    perr(p, "cannot write \"%s\": %s", path, strerror(errno));
+    return -1;
+}
+
 static int path_parse(struct parse *p, const struct conf_key *k, void *base, const char *v)
 {
     const struct path_rule *r = k->aux;
@@ -478,6 +496,7 @@ static int path_parse(struct parse *p, const struct conf_key *k, void *base, con
     if (r->keep && strcmp(v, r->keep) == 0) return (*f = pdup(p, v)) ? 0 : -1;
     if (str_has_ctl(v)) return bad(p, k, v, "control characters are not allowed");
     if (!(*f = path_resolve(p, v))) return -1;
+    if (r->writable) return path_check_writable(p, *f);
     return r->readable ? path_check(p, *f) : 0;
 }
 
@@ -589,7 +608,8 @@ static int certificate_parse(struct parse *p, const struct conf_key *k, void *ba
         return bad(p, k, v, "expected CERT.pem KEY.pem");
     char *cp = path_resolve(p, cert), *kp = path_resolve(p, key);
     if (!cp || !kp) return -1;
-    int rc = path_check(p, cp) | path_check(p, kp);
+    int rc = path_check(p, cp); /* one error per line: the key is checked once the cert reads */
+    if (rc == 0) rc = path_check(p, kp);
     size_t n = strlen(cp) + strlen(kp) + 2;
     char *both = palloc(p, p->c->arena, n);
     if (!both) return -1;
@@ -1046,10 +1066,10 @@ static const struct enum_name balances[] = {{"round_robin", BALANCE_ROUND_ROBIN}
                                             {NULL, 0}};
 static const char *const tls_protocol_words[] = {"TLSv1.2", "TLSv1.3", NULL, NULL};
 static const char *const alpn_words[] = {"http/1.1", NULL, "h2", NULL};
-static const struct path_rule path_plain = {NULL, false, false};
-static const struct path_rule path_error_log = {"stderr", false, false};
-static const struct path_rule path_access_log = {"stdout", true, false};
-static const struct path_rule path_readable = {NULL, false, true};
+static const struct path_rule path_pid_file = {NULL, false, false, true};
+static const struct path_rule path_error_log = {"stderr", false, false, true};
+static const struct path_rule path_access_log = {"stdout", true, false, true};
+static const struct path_rule path_readable = {NULL, false, true, false};
 
 #define M(f) offsetof(struct config, f)
 #define L(f) offsetof(struct conf_listener, f)
@@ -1067,7 +1087,7 @@ static const struct path_rule path_readable = {NULL, false, true};
 static const struct conf_key conf_keys[] = {
     {SEC_MAIN, "workers", &t_workers, M(workers), 0, "auto", 1, SHM_MAX_SLOTS, false, NULL},
     {SEC_MAIN, "user", &t_user, M(user), 0, NULL, 0, 0, false, NULL},
-    {SEC_MAIN, "pid_file", &t_path, M(pid_file), 0, NULL, 0, 0, false, &path_plain},
+    {SEC_MAIN, "pid_file", &t_path, M(pid_file), 0, NULL, 0, 0, false, &path_pid_file},
     {SEC_MAIN, "error_log", &t_path, M(error_log), 0, "stderr", 0, 0, false, &path_error_log},
     {SEC_MAIN, "log_level", &t_enum, M(log_level), 0, "info", 0, 0, false, log_levels},
     {SEC_MAIN, "access_log", &t_path, M(access_log), 0, "off", 0, 0, false, &path_access_log},
@@ -1547,6 +1567,10 @@ static void tls_client_build(struct parse *p, struct conf_upstream *u)
 static void config_validate(struct parse *p)
 {
     struct config *c = p->c;
+    /* Whole-file checks ("has no listen", unknown references) only on a
+     * file whose lines all parsed: after a bad line they would mostly
+     * repeat it (a skipped section, a listen refused) in other words. */
+    if (p->nerrors) return;
     if (!c->nlisteners) perr_at(p, p->lineno ? p->lineno : 1, "no [listener] section");
     for (unsigned i = 0; i < c->nlisteners; i++) {
         struct conf_listener *l = &c->listeners[i];
