@@ -96,6 +96,13 @@ struct parse {
     unsigned nrefs;
     struct seen_addr *addrs;
     unsigned naddrs;
+    /* For whole-file checks not to repeat an error in other words: header
+     * lines of sections with a bad line, and refused section headers. */
+    int sec_line; /* header line of the current section */
+    int *broken;
+    unsigned nbroken;
+    unsigned bad_headers;
+    bool validating;
 };
 
 /* ---- errors and allocation ---- */
@@ -104,6 +111,14 @@ __attribute__((format(printf, 3, 4))) static void perr_at(struct parse *p, int l
                                                           const char *fmt, ...)
 {
     p->nerrors++;
+    if (!p->validating && p->kind > SEC_MAIN && p->kind != SEC_SKIP && p->sec_line &&
+        (!p->nbroken || p->broken[p->nbroken - 1] != p->sec_line)) {
+        int *b = realloc(p->broken, (p->nbroken + 1) * sizeof(*b));
+        if (b) {
+            p->broken = b;
+            p->broken[p->nbroken++] = p->sec_line;
+        }
+    }
     if (!p->errf) return;
     va_list ap;
     va_start(ap, fmt);
@@ -1320,8 +1335,25 @@ static enum sec_kind section_check(struct parse *p, const char *word, const char
     return kind;
 }
 
+static bool section_broken(const struct parse *p, int line)
+{
+    for (unsigned i = 0; i < p->nbroken; i++)
+        if (p->broken[i] == line) return true;
+    return false;
+}
+
+static void section_head(struct parse *p, char *s);
+
 /* S is a trimmed line starting with '['. Keys that follow belong to it. */
 static void section_open(struct parse *p, char *s)
+{
+    int before = p->nerrors;
+    p->sec_line = p->lineno;
+    section_head(p, s);
+    if (p->nerrors > before) p->bad_headers++;
+}
+
+static void section_head(struct parse *p, char *s)
 {
     char *close = strchr(s, ']');
     p->kind = SEC_SKIP;
@@ -1567,22 +1599,26 @@ static void tls_client_build(struct parse *p, struct conf_upstream *u)
 static void config_validate(struct parse *p)
 {
     struct config *c = p->c;
-    /* Whole-file checks ("has no listen", unknown references) only on a
-     * file whose lines all parsed: after a bad line they would mostly
-     * repeat it (a skipped section, a listen refused) in other words. */
-    if (p->nerrors) return;
-    if (!c->nlisteners) perr_at(p, p->lineno ? p->lineno : 1, "no [listener] section");
+    /* Whole-file checks skip what a reported error explains already: a
+     * section with a bad line may lack its listen, server or action
+     * because of it; a refused section header may be the listener or the
+     * upstream that seems missing. */
+    p->validating = true;
+    if (!c->nlisteners && !p->bad_headers)
+        perr_at(p, p->lineno ? p->lineno : 1, "no [listener] section");
     for (unsigned i = 0; i < c->nlisteners; i++) {
         struct conf_listener *l = &c->listeners[i];
         l->index = i;
-        if (!l->naddrs) perr_at(p, l->line, "[listener %s] has no \"listen\"", l->name);
+        if (!l->naddrs && !section_broken(p, l->line))
+            perr_at(p, l->line, "[listener %s] has no \"listen\"", l->name);
         if (!p->nerrors) tls_build(p, l);
     }
     unsigned id = 0;
     for (unsigned i = 0; i < c->nupstreams; i++) {
         struct conf_upstream *u = &c->upstreams[i];
         u->index = i;
-        if (!u->nservers) perr_at(p, u->line, "[upstream %s] has no \"server\"", u->name);
+        if (!u->nservers && !section_broken(p, u->line))
+            perr_at(p, u->line, "[upstream %s] has no \"server\"", u->name);
         for (unsigned j = 0; j < u->nservers; j++) {
             u->servers[j].id = id++;
             u->servers[j].upstream = u;
@@ -1590,10 +1626,10 @@ static void config_validate(struct parse *p)
     }
     for (unsigned i = 0; i < c->nupstreams && !p->nerrors; i++)
         tls_client_build(p, &c->upstreams[i]);
-    refs_resolve(p);
+    if (!p->bad_headers) refs_resolve(p);
     for (unsigned i = 0; i < c->nroutes; i++) {
         struct conf_route *r = &c->routes[i];
-        if (r->action == ACTION_NONE)
+        if (r->action == ACTION_NONE && !section_broken(p, r->line))
             perr_at(p, r->line, "[route %s] has no action (upstream, return or redirect)", r->name);
     }
 }
@@ -1652,6 +1688,7 @@ struct config *config_load(const char *file, FILE *errf)
         config_validate(&p);
     }
     free(p.line);
+    free(p.broken);
     fclose(p.f);
     arena_free(p.tmp);
     if (p.nerrors) {

@@ -94,8 +94,8 @@ for my $attack (
     if (!$apid) {
         open STDOUT, '>', $log;
         open STDERR, '>&', \*STDOUT;
-        exec $slow, @args, '-c', 500, '-r', 250, '-l', $SECS, '-p', 3;
-        POSIX::_exit(127);
+        exec $slow, @args, '-c', 500, '-r', 250, '-l', $SECS, '-p', 3
+            or POSIX::_exit(127);
     }
     # The other client: a new connection per request, all through the attack.
     my ($ok, $fail, @lat, $peak) = (0, 0);

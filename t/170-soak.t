@@ -161,8 +161,8 @@ if ($wrk) {
     if (!$wrk_pid) {
         open STDOUT, '>', "$dir/wrk.out";
         open STDERR, '>&', \*STDOUT;
-        exec $wrk, '-t1', '-c16', '-d' . ($SECS - 1) . 's', "http://127.0.0.1:$port/small";
-        POSIX::_exit(127);
+        exec $wrk, '-t1', '-c16', '-d' . ($SECS - 1) . 's', "http://127.0.0.1:$port/small"
+            or POSIX::_exit(127);
     }
 }
 

@@ -175,7 +175,7 @@ static const char full_conf[] = "# a full configuration\n"
                                 "workers = 3\n"
                                 "error_log = logs/error.log\n"
                                 "log_level = warn\n"
-                                "access_log = /var/log/portico/access.log\n"
+                                "access_log = /tmp/portico-unit-access.log\n"
                                 "access_log_format = json\n"
                                 "max_connections = 1000\n"
                                 "shutdown_timeout = 2m\n"
@@ -262,7 +262,7 @@ static void test_full_main(const struct config *c)
     snprintf(want, sizeof(want), "%s/run/portico.pid", dir);
     is_str(c->pid_file, want, "pid_file resolved");
     is_int(c->log_level, LL_WARN, "log_level");
-    is_str(c->access_log, "/var/log/portico/access.log", "absolute access_log kept");
+    is_str(c->access_log, "/tmp/portico-unit-access.log", "absolute access_log kept");
     is_int(c->access_log_format, LOG_FORMAT_JSON, "access_log_format");
     is_int(c->max_connections, 1000, "max_connections");
     is_int(c->shutdown_timeout, 120000, "shutdown_timeout");
@@ -818,6 +818,11 @@ int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/portico-test-config-XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    char logs[sizeof(dir) + 8];
+    snprintf(logs, sizeof(logs), "%s/logs", dir); /* log directories must exist */
+    if (mkdir(logs, 0755) < 0) return 1;
+    snprintf(logs, sizeof(logs), "%s/run", dir);
+    if (mkdir(logs, 0755) < 0) return 1;
     is_str(config_library_version(), "55", "inih version");
     test_durations();
     test_sizes();

@@ -31,12 +31,14 @@ int main(void)
 {
     struct shm s = {.fd = -1};
     if (shm_create(&s) < 0) return 1;
-    struct ipcount_key a = key4("192.0.2.1", 1), b = key4("192.0.2.2", 1), a2 = key4("192.0.2.1", 2);
+    struct ipcount_key a = key4("192.0.2.1", 1), b = key4("192.0.2.2", 1),
+                       a2 = key4("192.0.2.1", 2);
     int slots[4];
     slots[0] = ipcount_acquire(&s, 0, &a, 3);
     slots[1] = ipcount_acquire(&s, 1, &a, 3);
     slots[2] = ipcount_acquire(&s, 1, &a, 3);
-    ok(slots[0] >= 0 && slots[1] == slots[0] && slots[2] == slots[0], "three in one slot, two rows");
+    ok(slots[0] >= 0 && slots[1] == slots[0] && slots[2] == slots[0],
+       "three in one slot, two rows");
     is_int(ipcount_acquire(&s, 0, &a, 3), IPCOUNT_REFUSED, "the fourth is refused");
     is_int(ipcount_get(&s, &a), 3, "count 3");
     ok(ipcount_acquire(&s, 0, &b, 3) >= 0, "another address is counted apart");

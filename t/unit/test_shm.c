@@ -134,8 +134,11 @@ int main(void)
     is_int(shm_create(&s), 0, "create");
     is_int(s.hdr->magic, SHM_MAGIC, "magic");
     is_int(s.hdr->version, SHM_VERSION, "version");
-    is_int(s.hdr->size, s.hdr->conns_off + (uint64_t)SHM_MAX_ROWS * SHM_MAX_SERVERS * 4,
-           "size = header + rows");
+    ok(s.hdr->ip_off >= s.hdr->conns_off + (uint64_t)SHM_MAX_ROWS * SHM_MAX_SERVERS * 4,
+       "the address table follows the rows");
+    ok(s.hdr->size >= s.hdr->ipc_off + (uint64_t)SHM_MAX_ROWS * s.hdr->ip_slots * 2 &&
+           s.hdr->size < s.hdr->ipc_off + (uint64_t)SHM_MAX_ROWS * s.hdr->ip_slots * 2 + 4096,
+       "size = header + rows + address table + contributions");
     test_counts(&s);
     test_attach(&s);
     test_reject(&s);
