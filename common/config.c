@@ -1137,6 +1137,9 @@ static const struct conf_key conf_keys[] = {
     {SEC_LISTENER, "tls_ciphers", &t_string, L(tls_ciphers), 0, NULL, 0, 0, false, NULL},
     {SEC_LISTENER, "tls_session_tickets", &t_bool, L(tls_session_tickets), 0, "on", 0, 0, false,
      NULL},
+    /* A ticket lives up to two periods (RFC 8446: at most 7 days). */
+    {SEC_LISTENER, "tls_ticket_rotation", &t_duration, L(tls_ticket_rotation), 0, "1h", 1000,
+     3 * DAY_MS, false, NULL},
     {SEC_LISTENER, "alpn", &t_words, L(alpn), 0, "http/1.1", 0, 0, false, alpn_words},
     {SEC_LISTENER, "redirect_to_https", &t_uint, L(redirect_to_https), 0, NULL, 1, 65535, false,
      NULL},

@@ -84,7 +84,8 @@ struct conf_listener {
     struct tls_server *tls; /* built at load when there are certificates; owned */
     char *tls_protocols, *tls_ciphers, *alpn;
     bool tls_session_tickets;
-    unsigned redirect_to_https; /* port, 0 = off */
+    int64_t tls_ticket_rotation; /* ms between ticket key rotations */
+    unsigned redirect_to_https;  /* port, 0 = off */
 };
 
 struct conf_route {

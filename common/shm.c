@@ -1,4 +1,6 @@
-/* Shared memory: one memfd laid out as [header | pad to a page | conns rows].
+/* Shared memory: one memfd laid out as [header | pad to a page | conns rows
+ * | address table | contributions | TLS ticket entries], each part starting
+ * on a page.
  * The header is written once by shm_create and only read afterwards; every
  * count is touched with relaxed __atomic ops, each row by one writer (the
  * worker owning it, or its master once that worker is dead); owners change
@@ -7,8 +9,10 @@
 #include "common/shm.h"
 
 #include "common/ipcount.h"
+#include "common/ticket_keys.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -50,6 +54,7 @@ static void shm_bind(struct shm *s, int fd, struct shm_header *h)
     s->conns = (uint32_t *)((char *)h + h->conns_off);
     s->ip = (struct shm_ipslot *)((char *)h + h->ip_off);
     s->ipc = (uint16_t *)((char *)h + h->ipc_off);
+    s->tickets = (struct ticket_entry *)((char *)h + h->tickets_off);
 }
 
 static int shm_fail(int fd)
@@ -70,8 +75,9 @@ int shm_create(struct shm *s)
     uint64_t off = shm_conns_offset();
     uint64_t ip_off = shm_page_up(shm_size_for(off, SHM_MAX_ROWS, SHM_MAX_SERVERS));
     uint64_t ipc_off = shm_page_up(ip_off + (uint64_t)IPCOUNT_SLOTS * sizeof(struct shm_ipslot));
-    uint64_t size =
+    uint64_t toff =
         shm_page_up(ipc_off + (uint64_t)SHM_MAX_ROWS * IPCOUNT_SLOTS * sizeof(uint16_t));
+    uint64_t size = shm_page_up(toff + (uint64_t)SHM_TICKET_ENTRIES * sizeof(struct ticket_entry));
     if (ftruncate(fd, (off_t)size) < 0) return shm_fail(fd);
     struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
     if (!h) return shm_fail(fd);
@@ -83,6 +89,8 @@ int shm_create(struct shm *s)
     h->conns_off = off;
     h->ip_off = ip_off;
     h->ipc_off = ipc_off;
+    h->tickets_off = toff;
+    h->tickets_max = SHM_TICKET_ENTRIES;
     h->ip_slots = IPCOUNT_SLOTS;
     if (getrandom(&h->ip_seed, sizeof h->ip_seed, 0) != sizeof h->ip_seed)
         h->ip_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)h;
@@ -102,7 +110,10 @@ static int shm_header_ok(const struct shm_header *h, uint64_t file_size)
     if (h->ip_slots == 0 || (h->ip_slots & (h->ip_slots - 1)) || conns_end > h->ip_off) return 0;
     if (h->ip_off % SHM_PAGE || h->ipc_off % SHM_PAGE) return 0;
     if (h->ip_off + (uint64_t)h->ip_slots * sizeof(struct shm_ipslot) > h->ipc_off) return 0;
-    return h->ipc_off + (uint64_t)h->max_rows * h->ip_slots * sizeof(uint16_t) <= h->size;
+    uint64_t ipc_end = h->ipc_off + (uint64_t)h->max_rows * h->ip_slots * sizeof(uint16_t);
+    if (ipc_end > h->size || h->tickets_off < ipc_end || h->tickets_off % 8) return 0;
+    if (h->tickets_max > SHM_TICKET_ENTRIES) return 0;
+    return h->tickets_off + (uint64_t)h->tickets_max * sizeof(struct ticket_entry) <= h->size;
 }
 
 /* FD stays the caller's on failure; on success the shm owns it. */
@@ -118,8 +129,11 @@ int shm_attach(struct shm *s, int fd)
     struct shm_header *h = shm_mmap(fd, size, PROT_READ | PROT_WRITE);
     if (!h) return -1;
     if (!shm_header_ok(h, size)) {
+        /* Another layout of ours (an older or newer binary): the caller
+         * can say so, and start afresh. */
+        bool other = h->magic == SHM_MAGIC && h->version != SHM_VERSION;
         munmap(h, size);
-        errno = EINVAL;
+        errno = other ? EPROTO : EINVAL;
         return -1;
     }
     shm_bind(s, fd, h);
@@ -135,6 +149,7 @@ void shm_detach(struct shm *s)
     s->conns = NULL;
     s->ip = NULL;
     s->ipc = NULL;
+    s->tickets = NULL;
     s->fd = -1;
 }
 

@@ -11,11 +11,16 @@
 
 #include <stdint.h>
 
+struct ticket_entry;
+
 #define SHM_MAGIC 0x70727463u /* "prtc" */
-#define SHM_VERSION 3u
+/* 3: per-address table; 4: TLS ticket keys after it. A master inheriting
+ * another version starts a fresh region (shm_attach fails with EPROTO). */
+#define SHM_VERSION 4u
 #define SHM_MAX_SLOTS 128 /* worker slots per master (config limit) */
 #define SHM_MAX_ROWS 512  /* rows: enough for two masters with two generations each */
 #define SHM_MAX_SERVERS 4096
+#define SHM_TICKET_ENTRIES 256 /* TLS listeners with ticket keys (common/ticket_keys.h) */
 
 struct shm_header {
     uint32_t magic, version;
@@ -35,6 +40,12 @@ struct shm_header {
     uint64_t ip_seed; /* keyed hash: clients cannot aim at one probe window */
     uint32_t ip_slots, reserved2;
     uint8_t ip_used[SHM_MAX_ROWS];
+    /* TLS ticket keys (common/ticket_keys.h), after the address table. */
+    uint64_t tickets_off; /* struct ticket_entry [tickets_max] */
+    uint32_t tickets_max;
+    uint32_t tickets_gen; /* bumped after each write of an entry */
+    int32_t tickets_lock; /* pid of the master writing entries, 0 when none */
+    uint32_t reserved3;
 };
 
 /* One address slot: word = generation (32) | state (2) | count (30). The
@@ -51,13 +62,15 @@ struct shm {
     uint32_t *conns;
     struct shm_ipslot *ip;
     uint16_t *ipc; /* [max_rows][ip_slots] */
+    struct ticket_entry *tickets;
 };
 
 /* Create a fresh region. Returns 0, or -1 with errno. Untouched pages cost
  * no memory, so the fixed maximum size is free until used. */
 int shm_create(struct shm *s);
 /* Map an inherited region from FD, checking magic, version and size.
- * Returns 0, or -1 (errno EINVAL when the region is not ours). */
+ * Returns 0, or -1 (errno EINVAL when the region is not ours, EPROTO when it
+ * is a portico region of another layout version). */
 int shm_attach(struct shm *s, int fd);
 void shm_detach(struct shm *s);
 

@@ -9,7 +9,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "master/spawn.h"
-#include "worker/tls.h"
+#include "common/ticket_keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,14 +315,23 @@ static int inherit(struct master *m)
             }
             char err[256];
             if (strcmp(item, "shm") == 0) {
-                if (shm_attach(&m->shm, fd) < 0) {
+                if (shm_attach(&m->shm, fd) == 0) {
+                    m->shm_ok = true;
+                } else if (errno == EPROTO) {
+                    /* Another binary's layout: ours starts afresh (open_shm). */
+                    log_warn("binary upgrade: the inherited shared memory has another layout "
+                             "version (this binary uses %u): starting a fresh one; TLS session "
+                             "tickets issued before the upgrade will not resume, and least_conn "
+                             "does not count the old master's connections",
+                             SHM_VERSION);
+                    close(fd);
+                    m->shm_other = true;
+                } else {
                     startup_error(m, "inherited shared memory (fd %d): %s", fd,
-                                  errno == EINVAL ? "not a portico region of this version"
-                                                  : strerror(errno));
+                                  errno == EINVAL ? "not a portico region" : strerror(errno));
                     rc = -1;
                     break;
                 }
-                m->shm_ok = true;
             } else if (listen_adopt(&m->listens, item, fd, err, sizeof err) < 0) {
                 startup_error(m, "%s", err);
                 rc = -1;
@@ -334,12 +343,13 @@ static int inherit(struct master *m)
         }
     }
     free(copy);
-    if (rc == 0 && !m->shm_ok) {
+    if (rc == 0 && !m->shm_ok && !m->shm_other) {
         startup_error(m, "%s names no shared memory", INHERIT_ENV);
         rc = -1;
     }
     if (rc == 0)
-        log_notice("binary upgrade: took over the sockets and shared memory of pid %d",
+        log_notice("binary upgrade: took over the sockets %sof pid %d",
+                   m->shm_other ? "(not the shared memory) " : "and shared memory ",
                    (int)getppid());
     return rc;
 }
@@ -512,7 +522,9 @@ static void reload_start(struct master *m)
         notify("READY=1");
         return;
     }
-    tls_tickets_inherit(cfg, m->cfg); /* tickets issued before the reload still resume */
+    /* Keys stay with the listener's name: tickets issued before the reload
+     * still resume. */
+    ticket_keys_sync(&m->shm, cfg);
     reload_keep_fixed(cfg, m->cfg);
     if (cfg->reuseport) listen_enable_migration();
     if (listen_open(&m->listens, cfg, err, sizeof err) < 0) {
@@ -793,6 +805,8 @@ static void loop(struct master *m)
         int64_t now = master_now();
         timeout = min_timeout(spawn_tick(m, now), shutdown_tick(m, now));
         timeout = min_timeout(timeout, reload_tick(m, now));
+        if (m->state == MASTER_RUNNING)
+            timeout = min_timeout(timeout, ticket_keys_tick(&m->shm, m->cfg));
     }
 }
 
@@ -809,6 +823,9 @@ static int start(struct master *m)
     if (signals_setup(m) < 0 || pid_write(m) < 0) return -1;
     daemon_done(m);
     log_notice("portico %s started, %u workers", PORTICO_VERSION, m->cfg->workers);
+    /* Before the first fork: workers find their listeners' ticket keys
+     * (an upgraded master finds the old master's). */
+    ticket_keys_sync(&m->shm, m->cfg);
     spawn_generation(m, m->generation);
     return 0;
 }

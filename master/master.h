@@ -69,6 +69,7 @@ struct master {
     struct listen_set listens;
     struct shm shm;
     bool shm_ok;
+    bool shm_other; /* upgrade: the inherited shm had another layout; ours is fresh */
 
     int sigfd, epfd;
     sigset_t old_mask; /* restored in forked workers */

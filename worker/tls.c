@@ -23,7 +23,6 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
-#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
@@ -31,10 +30,9 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "worker/core.h"
+#include "worker/tls_tickets.h"
 
-#define MAX_NAMES 64          /* SAN names kept per certificate for SNI */
-#define TICKET_LIFETIME 86400 /* seconds a ticket stays valid */
-#define TICKET_REFRESH 3600   /* re-install the shared key before mbedTLS rotates it */
+#define MAX_NAMES 64 /* SAN names kept per certificate for SNI */
 #define READ_AHEAD 4096
 #define RECORD_MAX 16384
 
@@ -53,14 +51,11 @@ struct tls_server {
     uint16_t groups[4];
     const char *alpn[3];
     bool tickets;
-    unsigned char ticket_name[4], ticket_key[32]; /* from the master, shared by fork */
-    mbedtls_ssl_ticket_context ticket;            /* set up in each worker */
 };
 
 struct tls_worker {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    int64_t ticket_at;               /* wall second the shared ticket keys were installed */
     unsigned char stage[RECORD_MAX]; /* gathers an out queue into one record */
 };
 
@@ -275,7 +270,6 @@ struct tls_server *tls_server_new(const struct conf_listener *l, const int *line
         return NULL;
     }
     mbedtls_ssl_config_init(&s->conf);
-    mbedtls_ssl_ticket_init(&s->ticket);
     s->ncerts = l->ncertificates;
     int errors = 0;
     for (unsigned i = 0; i < s->ncerts; i++) {
@@ -314,12 +308,9 @@ struct tls_server *tls_server_new(const struct conf_listener *l, const int *line
         }
     }
     mbedtls_ssl_conf_sni(&s->conf, sni_select, s);
+    /* Ticket keys live in the shared memory (common/ticket_keys.c). */
     s->tickets = l->tls_session_tickets;
-    if (s->tickets && (os_random(NULL, s->ticket_name, sizeof(s->ticket_name)) ||
-                       os_random(NULL, s->ticket_key, sizeof(s->ticket_key)))) {
-        report(fn, arg, l->line, false, 0, "cannot generate a session ticket key");
-        errors++;
-    }
+    if (!s->tickets) mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
     if (errors) {
         tls_server_free(s);
         return NULL;
@@ -331,7 +322,6 @@ void tls_server_free(struct tls_server *s)
 {
     if (!s) return;
     mbedtls_ssl_config_free(&s->conf);
-    mbedtls_ssl_ticket_free(&s->ticket);
     for (unsigned i = 0; i < s->ncerts; i++) {
         mbedtls_x509_crt_free(&s->certs[i].chain);
         mbedtls_pk_free(&s->certs[i].key);
@@ -339,40 +329,10 @@ void tls_server_free(struct tls_server *s)
             free(s->certs[i].names[k]);
     }
     free(s->certs);
-    mbedtls_platform_zeroize(s->ticket_key, sizeof(s->ticket_key));
     free(s);
 }
 
-void tls_tickets_inherit(struct config *to, const struct config *from)
-{
-    for (unsigned i = 0; to && from && i < to->nlisteners; i++) {
-        struct tls_server *s = to->listeners[i].tls;
-        if (!s || !s->tickets) continue;
-        for (unsigned k = 0; k < from->nlisteners; k++) {
-            const struct tls_server *o = from->listeners[k].tls;
-            if (!o || !o->tickets || strcmp(from->listeners[k].name, to->listeners[i].name) != 0)
-                continue;
-            memcpy(s->ticket_name, o->ticket_name, sizeof(s->ticket_name));
-            memcpy(s->ticket_key, o->ticket_key, sizeof(s->ticket_key));
-            break;
-        }
-    }
-}
-
 /* ---- worker ---- */
-
-/* Install the master's key in both slots: every worker encrypts and decrypts
- * with the same key, and mbedTLS's own time-based rotation (which would make
- * a per-worker random key) never comes due. */
-static int tickets_install(struct tls_server *s)
-{
-    for (int i = 0; i < 2; i++) {
-        int rc = mbedtls_ssl_ticket_rotate(&s->ticket, s->ticket_name, sizeof(s->ticket_name),
-                                           s->ticket_key, sizeof(s->ticket_key), TICKET_LIFETIME);
-        if (rc) return rc;
-    }
-    return 0;
-}
 
 int tls_worker_init(struct worker *w)
 {
@@ -403,21 +363,18 @@ int tls_worker_init(struct worker *w)
         return -1;
     }
     w->tls = tw;
-    tw->ticket_at = w->wall_sec;
     for (unsigned i = 0; i < cfg->nlisteners; i++) {
         struct tls_server *s = cfg->listeners[i].tls;
         if (!s) continue;
         mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &tw->drbg);
         if (!s->tickets) continue;
-        rc = mbedtls_ssl_ticket_setup(&s->ticket, mbedtls_ctr_drbg_random, &tw->drbg,
-                                      MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
-        if (!rc) rc = tickets_install(s);
-        if (rc) {
-            log_error("TLS: session tickets (-0x%04x)", (unsigned)-rc);
-            return -1;
-        }
-        mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
-                                            mbedtls_ssl_ticket_parse, &s->ticket);
+        /* Without keys (logged) the listener works without tickets. */
+        struct tls_tickets *tk =
+            tls_tickets_new(w->shm, cfg->listeners[i].name, mbedtls_ctr_drbg_random, &tw->drbg);
+        if (tk)
+            tls_tickets_conf(tk, &s->conf);
+        else
+            mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
     }
     return 0;
 }
@@ -492,14 +449,6 @@ int tls_conn_new(struct worker *w, struct conn *c)
     struct tls_server *s = c->wl->listener->tls;
     struct tls_worker *tw = w->tls;
     if (!s || !tw) return -1;
-    if (w->wall_sec - tw->ticket_at >= TICKET_REFRESH) {
-        tw->ticket_at = w->wall_sec;
-        for (unsigned i = 0; i < w->cfg->nlisteners; i++) {
-            struct tls_server *ls = w->cfg->listeners[i].tls;
-            if (ls && ls->tickets && tickets_install(ls) != 0)
-                log_warn("TLS: cannot refresh the session ticket key");
-        }
-    }
     struct tls_conn *t = malloc(sizeof(*t));
     if (!t) return -1;
     memset(t, 0, offsetof(struct tls_conn, rbuf));

@@ -1,7 +1,8 @@
 /* TLS glue: the only module that includes mbedTLS. Server contexts are built
  * by the master while it loads the config (certificates, keys, ticket key),
  * inherited by workers across fork; each worker seeds its own DRBG and PSA
- * state after the fork (tls_worker_init). */
+ * state after the fork (tls_worker_init). Session-ticket keys are in the
+ * shared memory (common/ticket_keys.h), installed by worker/tls_tickets.c. */
 #ifndef PORTICO_TLS_H
 #define PORTICO_TLS_H
 
@@ -26,16 +27,11 @@ typedef void tls_report_fn(void *arg, int line, bool warning, const char *msg);
 /* Build listener L's server context: parse each "CERT KEY" of
  * L->certificates (LINES[i] is its config line), check each key matches its
  * certificate, warn about expired ones, set protocols, ciphers, groups, ALPN,
- * SNI and a fresh ticket key. NULL after reporting at least one error.
+ * SNI. NULL after reporting at least one error.
  * Owned by the caller: tls_server_free. */
 struct tls_server *tls_server_new(const struct conf_listener *l, const int *lines,
                                   tls_report_fn *report, void *arg);
 void tls_server_free(struct tls_server *s);
-
-/* Reload: each TLS listener of TO with tickets takes the ticket key of the
- * listener of the same name in FROM, so tickets issued before the reload
- * still resume. Call in the master before forking TO's workers. */
-void tls_tickets_inherit(struct config *to, const struct config *from);
 
 /* In a worker after fork: PSA, a DRBG seeded from the kernel, ticket keys of
  * every TLS listener. 0, or -1 with a message logged. */
@@ -43,6 +39,8 @@ int tls_worker_init(struct worker *w);
 /* The worker's DRBG (an mbedtls_ctr_drbg_context, for mbedtls_ctr_drbg_random)
  * for the other TLS glue; NULL before tls_worker_init or without TLS. */
 void *tls_worker_rng(struct worker *w);
+/* The worker's tick: install ticket keys a master rotated (worker/tls_tickets.c). */
+void tls_tick(struct worker *w);
 
 /* A connection's TLS state, for a connection accepted on a TLS listener.
  * 0, or -1 (out of memory; logged). Freed by tls_conn_free. */

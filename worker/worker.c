@@ -229,6 +229,7 @@ static void tick(struct worker *w)
     pool_trim(&w->bufs[BUF_SMALL]);
     pool_trim(&w->bufs[BUF_BIG]);
     pool_trim(&w->exchanges);
+    tls_tick(w);
     timer_arm(&w->timers, &w->tick, w->now + TICK_MS);
 }
 

@@ -2,6 +2,7 @@
  * (as a worker or an upgraded master would), and refuse foreign regions. */
 #include "t/unit/tap.h"
 #include "common/shm.h"
+#include "common/ticket_keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +86,18 @@ static void test_reject(struct shm *s)
     h = *s->hdr;
     h.version++;
     put_header(fd, &h);
-    is_int(attach_errno(fd), EINVAL, "wrong version refused");
+    is_int(attach_errno(fd), EPROTO, "another layout version: EPROTO (a new master starts afresh)");
+    h.version = 2;
+    put_header(fd, &h);
+    is_int(attach_errno(fd), EPROTO, "layout 2 (before ticket keys): EPROTO");
+    h = *s->hdr;
+    h.tickets_off = h.size - 8;
+    put_header(fd, &h);
+    is_int(attach_errno(fd), EINVAL, "ticket entries past the end refused");
+    h = *s->hdr;
+    h.tickets_off = h.conns_off;
+    put_header(fd, &h);
+    is_int(attach_errno(fd), EINVAL, "ticket entries over the rows refused");
     h = *s->hdr;
     put_header(fd, &h);
     is_int(attach_errno(fd), 0, "a copy of a good header is accepted");
@@ -136,9 +148,13 @@ int main(void)
     is_int(s.hdr->version, SHM_VERSION, "version");
     ok(s.hdr->ip_off >= s.hdr->conns_off + (uint64_t)SHM_MAX_ROWS * SHM_MAX_SERVERS * 4,
        "the address table follows the rows");
-    ok(s.hdr->size >= s.hdr->ipc_off + (uint64_t)SHM_MAX_ROWS * s.hdr->ip_slots * 2 &&
-           s.hdr->size < s.hdr->ipc_off + (uint64_t)SHM_MAX_ROWS * s.hdr->ip_slots * 2 + 4096,
-       "size = header + rows + address table + contributions");
+    uint64_t ipc_end = s.hdr->ipc_off + (uint64_t)SHM_MAX_ROWS * s.hdr->ip_slots * 2;
+    ok(s.hdr->tickets_off >= ipc_end && s.hdr->tickets_off < ipc_end + 4096,
+       "ticket entries follow the address table and contributions");
+    ok(s.hdr->size >= s.hdr->tickets_off + SHM_TICKET_ENTRIES * sizeof(struct ticket_entry) &&
+           s.hdr->size <
+               s.hdr->tickets_off + SHM_TICKET_ENTRIES * sizeof(struct ticket_entry) + 4096,
+       "size = header + rows + address table + contributions + ticket entries");
     test_counts(&s);
     test_attach(&s);
     test_reject(&s);
