@@ -526,6 +526,7 @@ static void reload_start(struct master *m)
      * still resume. */
     ticket_keys_sync(&m->shm, cfg);
     reload_keep_fixed(cfg, m->cfg);
+    m->tickets_at = 0; /* periods may have changed */
     if (cfg->reuseport) listen_enable_migration();
     if (listen_open(&m->listens, cfg, err, sizeof err) < 0) {
         log_error("reload refused: %s; still running the old configuration", err);
@@ -567,6 +568,7 @@ static void reload_abort(struct master *m)
     spawn_abort_generation(m, m->generation);
     config_free(m->cfg);
     m->cfg = m->old_cfg;
+    m->tickets_at = 0; /* the old periods again */
     m->old_cfg = NULL;
     m->generation = m->old_generation;
     m->reloading = false;
@@ -782,6 +784,19 @@ static int min_timeout(int a, int b)
     return a < 0 || (b >= 0 && b < a) ? b : a;
 }
 
+/* Rotate TLS ticket keys when one is due (m->tickets_at, 0 = ask now). */
+static int tickets_tick(struct master *m, int64_t now)
+{
+    if (m->state != MASTER_RUNNING) return -1;
+    if (m->tickets_at < 0) return -1;
+    if (now >= m->tickets_at) {
+        int left = ticket_keys_tick(&m->shm, m->cfg);
+        m->tickets_at = left < 0 ? -1 : now + left;
+        return left;
+    }
+    return (int)(m->tickets_at - now);
+}
+
 /* The ticks run after the events of each turn: a heartbeat read in this
  * turn must count before heartbeat_check judges it, even after the master
  * itself was slow. */
@@ -805,8 +820,7 @@ static void loop(struct master *m)
         int64_t now = master_now();
         timeout = min_timeout(spawn_tick(m, now), shutdown_tick(m, now));
         timeout = min_timeout(timeout, reload_tick(m, now));
-        if (m->state == MASTER_RUNNING)
-            timeout = min_timeout(timeout, ticket_keys_tick(&m->shm, m->cfg));
+        timeout = min_timeout(timeout, tickets_tick(m, now));
     }
 }
 

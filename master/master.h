@@ -69,7 +69,8 @@ struct master {
     struct listen_set listens;
     struct shm shm;
     bool shm_ok;
-    bool shm_other; /* upgrade: the inherited shm had another layout; ours is fresh */
+    bool shm_other;     /* upgrade: the inherited shm had another layout; ours is fresh */
+    int64_t tickets_at; /* monotonic ms of the next ticket key rotation; 0 now, -1 none */
 
     int sigfd, epfd;
     sigset_t old_mask; /* restored in forked workers */
