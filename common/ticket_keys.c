@@ -33,6 +33,7 @@ int ticket_due(const struct ticket_entry *e, int64_t rotation_ms, int64_t now_ms
 {
     if (!e->keys[TICKET_CUR].created_ms || !e->keys[TICKET_NEXT].created_ms) return 2;
     int64_t age = now_ms - e->rotated_ms;
+    if (age < -1000) return 1; /* the clock went back: rotate now rather than wait for it */
     if (age >= 2 * rotation_ms) return 2;
     return age >= rotation_ms ? 1 : 0;
 }

@@ -48,8 +48,9 @@ struct config;
 int ticket_slot_select(const struct ticket_entry *e, const uint8_t name[TICKET_NAME_LEN]);
 
 /* What ENTRY needs at NOW with period ROTATION_MS: 0 nothing, 1 one
- * rotation (prev <- cur <- next <- fresh), 2 new keys throughout (empty,
- * or its current key is already past its two periods). */
+ * rotation (prev <- cur <- next <- fresh; also when the clock went back),
+ * 2 new keys throughout (empty, or its current key is already past its two
+ * periods). */
 int ticket_due(const struct ticket_entry *e, int64_t rotation_ms, int64_t now_ms);
 
 /* Seconds a ticket issued now under E's current key stays acceptable: until

@@ -5,8 +5,9 @@
 # 3s, key names read from the ticket and from the master's rotation lines);
 # tickets resume after a reload (HUP) and after a binary upgrade (USR2 then
 # QUIT to the old master), whose new master takes the keys from the shared
-# memory instead of making new ones; a reload that turns
-# tls_session_tickets off stops the tickets. Also: an expired certificate
+# memory instead of making new ones, and one handed a shared memory of
+# another layout starts afresh; a reload that turns tls_session_tickets off
+# stops the tickets. Also: an expired certificate
 # at reload is a warning, not an error, and the reload goes through.
 use strict;
 use warnings;
@@ -202,5 +203,38 @@ kill 'TERM', $new;
 ok wait_for(sub { gone($new) }, T(10)), 'TERM stops the upgraded master';
 unlike join("\n", $p->error_lines), qr/TLS ticket keys.*[0-9a-f]{64}/, 'no key material in the log';
 $p->check_logs;
+
+# A new master handed a shared memory of another layout (as from an older
+# binary: layout 2, before ticket keys) starts with a fresh one, says so,
+# and serves with working tickets.
+{
+    use Fcntl qw(F_GETFD F_SETFD FD_CLOEXEC);
+    open my $fh, '+>', "$dir/v2.shm" or die $!;
+    print $fh pack('VV', 0x70727463, 2), "\0" x 8184;
+    close $fh;
+    open $fh, '+<', "$dir/v2.shm" or die $!;
+    fcntl($fh, F_SETFD, fcntl($fh, F_GETFD, 0) & ~FD_CLOEXEC) or die $!;
+    local $ENV{PORTICO_INHERIT} = 'shm=' . fileno($fh);
+    my $q = Portico->start(<<"EOF");
+[listener tls]
+listen = 127.0.0.1:{port}
+certificate = $dir/ec.crt $dir/ec.key
+
+[route hello]
+return = 200 hello
+EOF
+    close $fh;
+    my $log = join "\n", $q->error_lines;
+    like $log, qr/\[warn\].*inherited shared memory has another layout version.*starting a fresh one/,
+      'another layout: a warning, and a fresh shared memory';
+    like $log, qr/listener tls: new keys/, 'with fresh ticket keys';
+    my $qport = $q->port;
+    for my $v (@versions) {
+        s_client($qport, "$v -sess_out $dir/v2$v.pem");
+        my $o = s_client($qport, "$v -sess_in $dir/v2$v.pem");
+        ok reused($o), "$v: its tickets resume" or diag $o;
+    }
+    $q->finish;
+}
 END { kill 'KILL', $new if $new && !gone($new) }
 done_testing;

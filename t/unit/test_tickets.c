@@ -50,6 +50,8 @@ static void test_due(void)
     is_int(ticket_due(&e, r, 69999), 1, "still one rotation before two periods");
     is_int(ticket_due(&e, r, 70000), 2, "two periods: the current key is dead, renew");
     is_int(ticket_due(&e, 5000, 55000), 1, "a shorter period (reload) applies at once");
+    is_int(ticket_due(&e, r, 49500), 0, "the clock a little behind: nothing");
+    is_int(ticket_due(&e, r, 40000), 1, "the clock went back: rotate, not wait for it");
     e.keys[TICKET_NEXT].created_ms = 0;
     is_int(ticket_due(&e, r, 50000), 2, "no next key: renew");
     struct ticket_entry z;
