@@ -205,12 +205,12 @@ unlike join("\n", $p->error_lines), qr/TLS ticket keys.*[0-9a-f]{64}/, 'no key m
 $p->check_logs;
 
 # A new master handed a shared memory of another layout (as from an older
-# binary: layout 2, before ticket keys) starts with a fresh one, says so,
+# binary: layout 3, before ticket keys) starts with a fresh one, says so,
 # and serves with working tickets.
 {
     use Fcntl qw(F_GETFD F_SETFD FD_CLOEXEC);
     open my $fh, '+>', "$dir/v2.shm" or die $!;
-    print $fh pack('VV', 0x70727463, 2), "\0" x 8184;
+    print $fh pack('VV', 0x70727463, 3), "\0" x 8184;
     close $fh;
     open $fh, '+<', "$dir/v2.shm" or die $!;
     fcntl($fh, F_SETFD, fcntl($fh, F_GETFD, 0) & ~FD_CLOEXEC) or die $!;

@@ -87,9 +87,9 @@ static void test_reject(struct shm *s)
     h.version++;
     put_header(fd, &h);
     is_int(attach_errno(fd), EPROTO, "another layout version: EPROTO (a new master starts afresh)");
-    h.version = 2;
+    h.version = 3;
     put_header(fd, &h);
-    is_int(attach_errno(fd), EPROTO, "layout 2 (before ticket keys): EPROTO");
+    is_int(attach_errno(fd), EPROTO, "layout 3 (before ticket keys): EPROTO");
     h = *s->hdr;
     h.tickets_off = h.size - 8;
     put_header(fd, &h);
