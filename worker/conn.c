@@ -165,9 +165,9 @@ static void conn_idle(struct worker *w, struct conn *c)
 static void request_id(struct worker *w, struct exchange *x)
 {
     const struct http1_msg *m = &x->req;
-    for (uint16_t i = 0; i < m->nheaders; i++) {
+    for (uint16_t i = 0; (m->kinds & HK_BIT(HK_X_REQUEST_ID)) && i < m->nheaders; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (!str_ieqn(m->base + h->name, h->name_len, "x-request-id", 12)) continue;
+        if (h->kind != HK_X_REQUEST_ID) continue;
         const char *v = m->base + h->value;
         bool ok = h->value_len >= 1 && h->value_len < sizeof(x->rid);
         for (uint32_t k = 0; ok && k < h->value_len; k++) {
@@ -192,8 +192,11 @@ static void request_id(struct worker *w, struct exchange *x)
         v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
         z[k] = v ^ (v >> 31);
     }
-    x->rid_len = (uint8_t)snprintf(x->rid, sizeof(x->rid), "%016llx%016llx",
-                                   (unsigned long long)z[0], (unsigned long long)z[1]);
+    static const char hex[] = "0123456789abcdef"; /* no printf per request */
+    for (int k = 0; k < 32; k++)
+        x->rid[k] = hex[(z[k / 16] >> (60 - 4 * (k % 16))) & 15];
+    x->rid[32] = 0;
+    x->rid_len = 32;
 }
 
 void conn_respond(struct worker *w, struct conn *c, int status, const char *extra_headers,
@@ -294,9 +297,9 @@ static int request_host(struct exchange *x, struct slice *host, struct slice *pa
     size_t tn = m->target_len;
     struct slice hdr = {"", 0};
     int hosts = 0;
-    for (uint16_t i = 0; i < m->nheaders; i++) {
+    for (uint16_t i = 0; (m->kinds & HK_BIT(HK_HOST)) && i < m->nheaders; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (str_ieqn(m->base + h->name, h->name_len, "host", 4)) {
+        if (h->kind == HK_HOST) {
             hosts++;
             hdr = str_trim(m->base + h->value, h->value_len);
         }
@@ -358,9 +361,9 @@ static void keep_for_log(struct exchange *x, struct slice host)
     struct slice ref = {"", 0}, ua = {"", 0};
     for (uint16_t i = 0; i < m->nheaders; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (str_ieqn(m->base + h->name, h->name_len, "referer", 7))
+        if (h->kind == HK_REFERER)
             ref = (struct slice){m->base + h->value, h->value_len};
-        else if (str_ieqn(m->base + h->name, h->name_len, "user-agent", 10))
+        else if (h->kind == HK_USER_AGENT)
             ua = (struct slice){m->base + h->value, h->value_len};
     }
     int n = snprintf(x->log_meta, sizeof(x->log_meta), "%.*s%c%.*s%c%.*s", (int)host.n, host.p, 0,
@@ -432,17 +435,16 @@ static void dispatch(struct worker *w, struct conn *c)
     if (m->minor == 0) {
         /* HTTP/1.0: keep-alive only when asked for; llhttp already knows. */
         x->client_keepalive = false;
-        for (uint16_t i = 0; i < m->nheaders; i++) {
+        for (uint16_t i = 0; (m->kinds & HK_BIT(HK_CONNECTION)) && i < m->nheaders; i++) {
             const struct http1_header *h = &m->headers[i];
-            if (str_ieqn(m->base + h->name, h->name_len, "connection", 10) &&
+            if (h->kind == HK_CONNECTION &&
                 str_list_has(m->base + h->value, h->value_len, "keep-alive"))
                 x->client_keepalive = true;
         }
     } else {
-        for (uint16_t i = 0; i < m->nheaders; i++) {
+        for (uint16_t i = 0; (m->kinds & HK_BIT(HK_CONNECTION)) && i < m->nheaders; i++) {
             const struct http1_header *h = &m->headers[i];
-            if (str_ieqn(m->base + h->name, h->name_len, "connection", 10) &&
-                str_list_has(m->base + h->value, h->value_len, "close"))
+            if (h->kind == HK_CONNECTION && str_list_has(m->base + h->value, h->value_len, "close"))
                 x->client_keepalive = false;
         }
     }

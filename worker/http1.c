@@ -27,6 +27,7 @@ static int on_message_begin(llhttp_t *p)
 {
     struct http1_msg *m = MSG(p);
     m->nheaders = 0;
+    m->kinds = 0;
     m->flags &= H1_SKIP_BODY | H1_BODY_STARTED;
     m->method_len = m->target_len = m->reason_len = 0;
     return 0;
@@ -83,6 +84,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
         h->name_len = 0;
         h->value = 0;
         h->value_len = 0;
+        h->kind = HK_OTHER;
         m->flags |= H1_IN_FIELD;
     }
     struct http1_header *h = &m->headers[m->nheaders - 1];
@@ -92,9 +94,56 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* Names by length, lower case; classify() compares only same-length ones. */
+static const struct {
+    const char *name;
+    uint8_t len, kind;
+} known[] = {
+    {"te", 2, HK_TE},
+    {"via", 3, HK_VIA},
+    {"host", 4, HK_HOST},
+    {"date", 4, HK_DATE},
+    {"expect", 6, HK_EXPECT},
+    {"trailer", 7, HK_TRAILER},
+    {"upgrade", 7, HK_UPGRADE},
+    {"referer", 7, HK_REFERER},
+    {"connection", 10, HK_CONNECTION},
+    {"keep-alive", 10, HK_KEEP_ALIVE},
+    {"x-upstream", 10, HK_X_UPSTREAM},
+    {"user-agent", 10, HK_USER_AGENT},
+    {"x-request-id", 12, HK_X_REQUEST_ID},
+    {"content-length", 14, HK_CONTENT_LENGTH},
+    {"x-forwarded-for", 15, HK_X_FORWARDED_FOR},
+    {"x-forwarded-host", 16, HK_X_FORWARDED_HOST},
+    {"proxy-connection", 16, HK_PROXY_CONNECTION},
+    {"x-forwarded-proto", 17, HK_X_FORWARDED_PROTO},
+    {"transfer-encoding", 17, HK_TRANSFER_ENCODING},
+};
+
+static enum http1_hkind classify(const char *s, size_t n)
+{
+    if (n < 2 || n > 17) return HK_OTHER;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (known[i].len != n) continue;
+        const char *k = known[i].name;
+        size_t j = 0;
+        /* Names are tokens: OR-ing 0x20 lowercases letters and leaves the
+         * token symbols that occur in these names ('-') unchanged. */
+        while (j < n && (unsigned char)(s[j] | 0x20) == (unsigned char)k[j])
+            j++;
+        if (j == n) return (enum http1_hkind)known[i].kind;
+    }
+    return HK_OTHER;
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
-    MSG(p)->flags &= ~H1_IN_FIELD;
+    struct http1_msg *m = MSG(p);
+    m->flags &= ~H1_IN_FIELD;
+    if (IN_TRAILERS(m)) return 0;
+    struct http1_header *h = &m->headers[m->nheaders - 1];
+    h->kind = (uint8_t)classify(m->base + h->name, h->name_len);
+    m->kinds |= HK_BIT(h->kind);
     return 0;
 }
 
@@ -111,6 +160,25 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* True when P[0, N) holds a control byte other than HTAB (or DEL). Eight
+ * bytes at a time while no byte is below 0x20 or equal to 0x7f (the test may
+ * flag a clean word, never miss a dirty one); bytewise from the first
+ * flagged word, which also settles tabs. */
+static bool has_ctl(const unsigned char *p, uint32_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v, d;
+        memcpy(&v, p + i, 8);
+        d = v ^ (ones * 0x7f); /* DEL bytes become zero */
+        if (((v - ones * 0x20) & ~v & high) | ((d - ones) & ~d & high)) break;
+    }
+    for (; i < n; i++)
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) return true;
+    return false;
+}
+
 static int on_header_value_complete(llhttp_t *p)
 {
     struct http1_msg *m = MSG(p);
@@ -120,11 +188,8 @@ static int on_header_value_complete(llhttp_t *p)
     /* An empty value never reached on_header_value: point it after the name. */
     if (!h->value_len) h->value = h->name + h->name_len;
     /* Defence in depth against obs-fold or stray CR/LF/NUL inside a value. */
-    for (uint32_t i = 0; i < h->value_len; i++) {
-        unsigned char ch = (unsigned char)m->base[h->value + i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return fail(p, p->type == HTTP_REQUEST ? 400 : 502, "control character in header");
-    }
+    if (has_ctl((const unsigned char *)m->base + h->value, h->value_len))
+        return fail(p, p->type == HTTP_REQUEST ? 400 : 502, "control character in header");
     return 0;
 }
 
@@ -256,6 +321,14 @@ enum http1_result http1_finish(struct http1_msg *m)
     llhttp_errno_t e = llhttp_finish(p);
     if (e == HPE_OK || e == HPE_PAUSED) return (m->flags & H1_MSG_DONE) ? HTTP1_DONE : HTTP1_ERROR;
     return parse_error(m, p, e);
+}
+
+const struct http1_header *http1_find(const struct http1_msg *m, enum http1_hkind kind)
+{
+    if (!(m->kinds & HK_BIT(kind))) return NULL;
+    for (uint16_t i = 0; i < m->nheaders; i++)
+        if (m->headers[i].kind == kind) return &m->headers[i];
+    return NULL;
 }
 
 const char *http1_method_name(const struct http1_msg *m)

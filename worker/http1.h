@@ -11,9 +11,41 @@
 
 #define HTTP1_PARSER_SIZE 96 /* sizeof(llhttp_t), checked in http1.c */
 
+/* Header names the proxy acts on, recognised once as each name completes, so
+ * that later stages switch on a kind instead of comparing strings. */
+enum http1_hkind {
+    HK_OTHER,
+    HK_HOST,
+    HK_CONNECTION,
+    HK_KEEP_ALIVE,
+    HK_PROXY_CONNECTION,
+    HK_TE,
+    HK_TRAILER,
+    HK_TRANSFER_ENCODING,
+    HK_UPGRADE,
+    HK_CONTENT_LENGTH,
+    HK_EXPECT,
+    HK_X_FORWARDED_FOR,
+    HK_X_FORWARDED_PROTO,
+    HK_X_FORWARDED_HOST,
+    HK_VIA,
+    HK_X_REQUEST_ID,
+    HK_X_UPSTREAM,
+    HK_DATE,
+    HK_REFERER,
+    HK_USER_AGENT,
+    HK_COUNT
+};
+#define HK_BIT(k) (1u << (k))
+/* The hop-by-hop kinds that never cross the proxy (RFC 9110 7.6.1). */
+#define HK_HOP_BY_HOP                                                                              \
+    (HK_BIT(HK_CONNECTION) | HK_BIT(HK_KEEP_ALIVE) | HK_BIT(HK_PROXY_CONNECTION) | HK_BIT(HK_TE) | \
+     HK_BIT(HK_TRAILER) | HK_BIT(HK_TRANSFER_ENCODING) | HK_BIT(HK_UPGRADE))
+
 struct http1_header {
     uint32_t name, value; /* offsets into the buffer */
     uint16_t name_len;
+    uint8_t kind; /* enum http1_hkind */
     uint32_t value_len;
 };
 
@@ -46,6 +78,7 @@ struct http1_msg {
     int64_t body_limit;      /* request: 413 above it; -1 = none */
     struct http1_header *headers;
     uint16_t nheaders, max_headers;
+    uint32_t kinds;              /* HK_BIT() of every kind among the headers */
     uint32_t dec_start, dec_end; /* decoded body bytes of the last execute */
     int error;                   /* status to answer when parsing failed */
     const char *error_reason;    /* for the log */
@@ -75,6 +108,9 @@ static inline void http1_skip_body(struct http1_msg *m)
 {
     m->flags |= H1_SKIP_BODY;
 }
+
+/* The first header of KIND (not HK_OTHER) in M, or NULL. */
+const struct http1_header *http1_find(const struct http1_msg *m, enum http1_hkind kind);
 
 /* The method's canonical name ("GET") for a request parser. */
 const char *http1_method_name(const struct http1_msg *m);
