@@ -193,8 +193,9 @@ static void request_id(struct worker *w, struct exchange *x)
         z[k] = v ^ (v >> 31);
     }
     static const char hex[] = "0123456789abcdef"; /* no printf per request */
-    for (int k = 0; k < 32; k++)
-        x->rid[k] = hex[(z[k / 16] >> (60 - 4 * (k % 16))) & 15];
+    for (int k = 0; k < 2; k++)
+        for (int d = 15; d >= 0; d--, z[k] >>= 4)
+            x->rid[16 * k + d] = hex[z[k] & 15];
     x->rid[32] = 0;
     x->rid_len = 32;
 }
@@ -825,11 +826,7 @@ void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
 {
     int slot = conn_admit(w, fd, wl->listener, sa);
     if (slot == -2) return;
-    struct conn *c = w->free_conns;
-    if (c)
-        w->free_conns = c->next;
-    else
-        c = malloc(sizeof(*c));
+    struct conn *c = pool_get(&w->conns);
     if (!c) {
         if (slot >= 0) ipcount_release(w->shm, w->row, slot);
         close(fd);

@@ -177,7 +177,8 @@ struct worker {
     uint32_t buf_size[2];
     struct pool exchanges;
     uint16_t max_req_headers, max_resp_headers;
-    struct conn *free_conns, *dead_conns;
+    struct conn *dead_conns;
+    struct pool conns; /* client connection structs: no malloc per connection */
     struct uconn *dead_uconns;
     struct upool *pools; /* by conf_server.id */
     struct balance bal;

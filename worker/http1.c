@@ -94,45 +94,64 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-/* Names by length, lower case; classify() compares only same-length ones. */
-static const struct {
-    const char *name;
-    uint8_t len, kind;
-} known[] = {
-    {"te", 2, HK_TE},
-    {"via", 3, HK_VIA},
-    {"host", 4, HK_HOST},
-    {"date", 4, HK_DATE},
-    {"expect", 6, HK_EXPECT},
-    {"trailer", 7, HK_TRAILER},
-    {"upgrade", 7, HK_UPGRADE},
-    {"referer", 7, HK_REFERER},
-    {"connection", 10, HK_CONNECTION},
-    {"keep-alive", 10, HK_KEEP_ALIVE},
-    {"x-upstream", 10, HK_X_UPSTREAM},
-    {"user-agent", 10, HK_USER_AGENT},
-    {"x-request-id", 12, HK_X_REQUEST_ID},
-    {"content-length", 14, HK_CONTENT_LENGTH},
-    {"x-forwarded-for", 15, HK_X_FORWARDED_FOR},
-    {"x-forwarded-host", 16, HK_X_FORWARDED_HOST},
-    {"proxy-connection", 16, HK_PROXY_CONNECTION},
-    {"x-forwarded-proto", 17, HK_X_FORWARDED_PROTO},
-    {"transfer-encoding", 17, HK_TRANSFER_ENCODING},
-};
+/* Names are tokens: OR-ing 0x20 lowercases letters and leaves '-', the only
+ * other byte in the names below, unchanged (no token byte ORs into a letter
+ * or '-' except its own case pair). K is lower case, N bytes long. */
+static bool eq_lower(const char *s, const char *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)(s[i] | 0x20) != (unsigned char)k[i]) return false;
+    return true;
+}
 
 static enum http1_hkind classify(const char *s, size_t n)
 {
-    if (n < 2 || n > 17) return HK_OTHER;
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        if (known[i].len != n) continue;
-        const char *k = known[i].name;
-        size_t j = 0;
-        /* Names are tokens: OR-ing 0x20 lowercases letters and leaves the
-         * token symbols that occur in these names ('-') unchanged. */
-        while (j < n && (unsigned char)(s[j] | 0x20) == (unsigned char)k[j])
-            j++;
-        if (j == n) return (enum http1_hkind)known[i].kind;
+#define IS(name, kind)                                                                             \
+    if (eq_lower(s, name, n)) return kind
+    switch (n) {
+    case 2:
+        IS("te", HK_TE);
+        break;
+    case 3:
+        IS("via", HK_VIA);
+        break;
+    case 4:
+        IS("host", HK_HOST);
+        IS("date", HK_DATE);
+        break;
+    case 6:
+        IS("expect", HK_EXPECT);
+        break;
+    case 7:
+        IS("trailer", HK_TRAILER);
+        IS("upgrade", HK_UPGRADE);
+        IS("referer", HK_REFERER);
+        break;
+    case 10:
+        IS("connection", HK_CONNECTION);
+        IS("keep-alive", HK_KEEP_ALIVE);
+        IS("x-upstream", HK_X_UPSTREAM);
+        IS("user-agent", HK_USER_AGENT);
+        break;
+    case 12:
+        IS("x-request-id", HK_X_REQUEST_ID);
+        break;
+    case 14:
+        IS("content-length", HK_CONTENT_LENGTH);
+        break;
+    case 15:
+        IS("x-forwarded-for", HK_X_FORWARDED_FOR);
+        break;
+    case 16:
+        IS("x-forwarded-host", HK_X_FORWARDED_HOST);
+        IS("proxy-connection", HK_PROXY_CONNECTION);
+        break;
+    case 17:
+        IS("x-forwarded-proto", HK_X_FORWARDED_PROTO);
+        IS("transfer-encoding", HK_TRANSFER_ENCODING);
+        break;
     }
+#undef IS
     return HK_OTHER;
 }
 

@@ -230,6 +230,7 @@ static void tick(struct worker *w)
     pool_trim(&w->bufs[BUF_BIG]);
     pool_trim(&w->exchanges);
     tls_tick(w);
+    pool_trim(&w->conns);
     timer_arm(&w->timers, &w->tick, w->now + TICK_MS);
 }
 
@@ -254,7 +255,7 @@ static void free_dead(struct worker *w)
     while (w->dead_conns) {
         struct conn *c = w->dead_conns;
         w->dead_conns = c->next;
-        free(c);
+        pool_put(&w->conns, c);
     }
     while (w->dead_uconns) {
         struct uconn *u = w->dead_uconns;
@@ -290,6 +291,7 @@ static int setup(struct worker *w, const struct worker_args *a)
     for (unsigned i = 0; i < a->cfg->nlisteners; i++)
         if (a->cfg->listeners[i].max_headers > w->max_req_headers)
             w->max_req_headers = (uint16_t)a->cfg->listeners[i].max_headers;
+    pool_init(&w->conns, sizeof(struct conn), FREE_KEPT);
     pool_init(&w->exchanges,
               sizeof(struct exchange) +
                   ((size_t)w->max_req_headers + w->max_resp_headers) * sizeof(struct http1_header),

@@ -87,6 +87,19 @@ static void test_net(void)
     is_str(buf, "10.1.2.3:8080", "format v4");
     net_addr_ip((struct sockaddr *)&ss, buf, sizeof(buf));
     is_str(buf, "10.1.2.3", "ip v4");
+    /* net_addr_ip formats IPv4 itself: every digit count, and a short buffer. */
+    static const char *const quads[] = {"0.0.0.0", "255.255.255.255", "100.9.10.199", "1.20.250.7"};
+    for (size_t i = 0; i < sizeof(quads) / sizeof(quads[0]); i++) {
+        char in[32];
+        snprintf(in, sizeof(in), "%s:1", quads[i]);
+        net_addr_parse(in, 0, &ss, &len, &why);
+        is_int((int)net_addr_ip((struct sockaddr *)&ss, buf, sizeof(buf)), (int)strlen(quads[i]),
+               "ip v4 length");
+        is_str(buf, quads[i], "ip v4 digits");
+    }
+    is_int((int)net_addr_ip((struct sockaddr *)&ss, buf, 8), 1, "ip v4 into a short buffer");
+    is_str(buf, "-", "ip v4 into a short buffer: -");
+    net_addr_parse("10.1.2.3:8080", 0, &ss, &len, &why);
     uint32_t h4 = net_addr_hash((struct sockaddr *)&ss);
     ok(net_addr_parse("[2001:db8::1]:443", 0, &ss, &len, &why) == 0, "parse v6");
     net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf));
