@@ -9,7 +9,7 @@ prefix="$top/.deps"
 
 pkgs="build-essential cmake pkg-config libinih-dev perl libtest-simple-perl
       curl wrk nginx-light haproxy clang libclang-rt-14-dev valgrind procps
-      openssl ca-certificates util-linux slowhttptest"
+      openssl ca-certificates util-linux slowhttptest strace"
 
 export DEBIAN_FRONTEND=noninteractive
 need=""
