@@ -289,5 +289,38 @@ sub last_req { my ($u) = @_; my @r = $u->requests; return $r[-1] }
     is scalar(my @h = last_req($plain)->header_values('host')), 1, 'one Host upstream';
 }
 
+# Header names are recognised in any letter case, and only exactly: names
+# that differ by one byte, or by '_' for '-', are ordinary headers.
+{
+    my $r = http_get($port, '/case', headers => [
+        'x-FORWARDED-for: 9.9.9.9',
+        'VIA: 1.0 front',
+        'cONNECTION: X-Drop-Me',
+        'X-DROP-ME: 1',
+        'KEEP-alive: timeout=5',
+        'x-request-ID: case-id-1',
+        'X-Forwarded-Fo: near-1',
+        'Vias: near-2',
+        'Connectiom: near-3',
+        'x_forwarded_for: near-4',
+        'Hosts: near-5',
+    ]);
+    is $r->status, 200 or diag $r->summary;
+    my $q = last_req($plain);
+    is_deeply [$q->header_values('x-forwarded-for')], ['9.9.9.9, 127.0.0.1'],
+      'x-FORWARDED-for appended to, in one field';
+    is_deeply [$q->header_values('via')], ['1.0 front, 1.1 portico'], 'VIA joined in one field';
+    is_deeply [$q->header_values('x-request-id')], ['case-id-1'], 'one X-Request-ID field';
+    ok !$q->has_header('x-drop-me'), 'a header named by cONNECTION removed';
+    ok !$q->has_header('keep-alive'), 'KEEP-alive removed';
+    is $q->header('x-request-id'), 'case-id-1', 'x-request-ID passed as the request id';
+    is $r->header('x-request-id'), 'case-id-1', 'and returned to the client';
+    is $q->header('x-forwarded-fo'), 'near-1', 'X-Forwarded-Fo is an ordinary header';
+    is $q->header('vias'), 'near-2', 'Vias is an ordinary header';
+    is $q->header('connectiom'), 'near-3', 'Connectiom is an ordinary header';
+    is $q->header('x_forwarded_for'), 'near-4', 'x_forwarded_for is an ordinary header';
+    is $q->header('hosts'), 'near-5', 'Hosts is an ordinary header';
+}
+
 $p->finish;
 done_testing;
