@@ -179,21 +179,37 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-/* True when P[0, N) holds a control byte other than HTAB (or DEL). Eight
- * bytes at a time while no byte is below 0x20 or equal to 0x7f (the test may
- * flag a clean word, never miss a dirty one); bytewise from the first
- * flagged word, which also settles tabs. */
-static bool has_ctl(const unsigned char *p, uint32_t n)
+/* A word with a byte below 0x20 or equal to 0x7f is flagged; a clean word
+ * may be flagged too (the bytewise check then decides), a dirty one never
+ * passes. */
+static inline bool word_suspect(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v, d;
-        memcpy(&v, p + i, 8);
-        d = v ^ (ones * 0x7f); /* DEL bytes become zero */
-        if (((v - ones * 0x20) & ~v & high) | ((d - ones) & ~d & high)) break;
+    uint64_t d = v ^ (ones * 0x7f); /* DEL bytes become zero */
+    return (((v - ones * 0x20) & ~v & high) | ((d - ones) & ~d & high)) != 0;
+}
+
+/* True when P[0, N) holds a control byte other than HTAB (or DEL). Eight
+ * bytes at a time, the last word overlapping, a short value padded with
+ * spaces; bytewise only when a word is suspect (a tab, or a real control). */
+bool http1_has_ctl(const char *s, uint32_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint64_t v;
+    bool suspect = false;
+    if (n >= 8) {
+        for (uint32_t i = 0; i + 8 <= n && !suspect; i += 8) {
+            memcpy(&v, p + i, 8);
+            suspect = word_suspect(v);
+        }
+        memcpy(&v, p + n - 8, 8);
+        suspect = suspect || word_suspect(v);
+    } else {
+        v = 0x2020202020202020ull;
+        memcpy(&v, p, n);
+        suspect = word_suspect(v);
     }
-    for (; i < n; i++)
+    for (uint32_t i = 0; suspect && i < n; i++)
         if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) return true;
     return false;
 }
@@ -207,7 +223,7 @@ static int on_header_value_complete(llhttp_t *p)
     /* An empty value never reached on_header_value: point it after the name. */
     if (!h->value_len) h->value = h->name + h->name_len;
     /* Defence in depth against obs-fold or stray CR/LF/NUL inside a value. */
-    if (has_ctl((const unsigned char *)m->base + h->value, h->value_len))
+    if (http1_has_ctl(m->base + h->value, h->value_len))
         return fail(p, p->type == HTTP_REQUEST ? 400 : 502, "control character in header");
     return 0;
 }

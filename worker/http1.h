@@ -112,6 +112,10 @@ static inline void http1_skip_body(struct http1_msg *m)
 /* The first header of KIND (not HK_OTHER) in M, or NULL. */
 const struct http1_header *http1_find(const struct http1_msg *m, enum http1_hkind kind);
 
+/* True when S[0, N) holds a control byte other than HTAB, or DEL: the
+ * check every header value gets (llhttp's own rules come first). */
+bool http1_has_ctl(const char *s, uint32_t n);
+
 /* The method's canonical name ("GET") for a request parser. */
 const char *http1_method_name(const struct http1_msg *m);
 /* True for CONNECT. */
