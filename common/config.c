@@ -1080,6 +1080,7 @@ static const struct enum_name balances[] = {{"round_robin", BALANCE_ROUND_ROBIN}
                                             {"random2", -1},
                                             {NULL, 0}};
 static const char *const tls_protocol_words[] = {"TLSv1.2", "TLSv1.3", NULL, NULL};
+static const char *const tls_group_words[] = {"secp256r1", "x25519", "secp384r1", NULL, NULL};
 static const char *const alpn_words[] = {"http/1.1", NULL, "h2", NULL};
 static const struct path_rule path_pid_file = {NULL, false, false, true};
 static const struct path_rule path_error_log = {"stderr", false, false, true};
@@ -1135,6 +1136,8 @@ static const struct conf_key conf_keys[] = {
     {SEC_LISTENER, "tls_protocols", &t_words, L(tls_protocols), 0, "TLSv1.2 TLSv1.3", 0, 0, false,
      tls_protocol_words},
     {SEC_LISTENER, "tls_ciphers", &t_string, L(tls_ciphers), 0, NULL, 0, 0, false, NULL},
+    {SEC_LISTENER, "tls_groups", &t_words, L(tls_groups), 0, "secp256r1 x25519 secp384r1", 0, 0,
+     false, tls_group_words},
     {SEC_LISTENER, "tls_session_tickets", &t_bool, L(tls_session_tickets), 0, "on", 0, 0, false,
      NULL},
     /* A ticket lives up to two periods (RFC 8446: at most 7 days). */

@@ -83,6 +83,7 @@ struct conf_listener {
     int *certificate_lines; /* config line of each certificate */
     struct tls_server *tls; /* built at load when there are certificates; owned */
     char *tls_protocols, *tls_ciphers, *alpn;
+    char *tls_groups; /* key exchange groups, in the server's order of preference */
     bool tls_session_tickets;
     int64_t tls_ticket_rotation; /* ms between ticket key rotations */
     unsigned redirect_to_https;  /* port, 0 = off */
