@@ -455,6 +455,7 @@ static void test_defaults(void)
     ok(l->tls_session_tickets, "tls_session_tickets on");
     is_str(l->alpn, "http/1.1", "alpn");
     ok(l->tls_ciphers == NULL, "tls_ciphers: library default");
+    is_str(l->tls_groups, "secp256r1 x25519 secp384r1", "tls_groups: P-256 first");
     const struct conf_upstream *u = &c->upstreams[0];
     is_int(u->balance, BALANCE_ROUND_ROBIN, "round_robin");
     is_int(u->keepalive, 32, "keepalive");
