@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/ipcount.h"
@@ -21,10 +22,12 @@
 #include "worker/tls.h"
 
 #define LINGER_MS 2000
-/* A full handshake costs ~1.5-2 ms of CPU with mbedTLS: at most this many
- * handshake steps per loop turn (per ms), the rest wait a turn, so the
- * requests of established connections never queue behind a burst. */
-#define HANDSHAKES_PER_TURN 4
+/* A full handshake costs 1.2-1.5 ms of CPU with mbedTLS (ECDSA P-256), 3 ms
+ * and more with RSA-2048: handshake steps run while the loop turn has spent
+ * less than this on them, the rest wait for the next turn (which polls
+ * without sleeping), so the requests of established connections wait at
+ * most this plus one step behind a burst of handshakes. */
+#define HANDSHAKE_BUDGET_NS 2000000
 
 const char *conn_state_str(enum conn_state s)
 {
@@ -100,6 +103,20 @@ static void conn_free_buffers(struct worker *w, struct conn *c)
     worker_buf_put(w, &c->in);
 }
 
+static int64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void handshake_undefer(struct worker *w, struct conn *c)
+{
+    if (!c->hs_deferred) return;
+    c->hs_deferred = false;
+    w->hs_waiting--;
+}
+
 void conn_close(struct worker *w, struct conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSED) return;
@@ -108,6 +125,7 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
     if (c->x && c->x->u) proxy_abort(w, c->x, reason);
     conn_free_buffers(w, c);
     timer_cancel(&w->timers, &c->timer);
+    handshake_undefer(w, c);
     if (c->tls) tls_conn_free(c);
     close(c->fd);
     c->fd = -1;
@@ -619,25 +637,41 @@ static bool respond_write(struct worker *w, struct conn *c)
 /* Returns true when the handshake ended (the state changed). */
 static bool handshake_step(struct worker *w, struct conn *c)
 {
-    if (!c->can_read && !c->can_write) return false;
-    if (w->hs_turn != w->now) {
-        w->hs_turn = w->now;
-        w->hs_steps = 0;
-    }
-    if (w->hs_steps >= HANDSHAKES_PER_TURN) {
-        c->hs_deferred = true;
-        timer_arm(&w->timers, &c->timer, w->now + 1);
+    if (!c->can_read && !c->can_write) {
+        if (c->hs_deferred && !timer_armed(&c->timer)) { /* nothing to do after all */
+            handshake_undefer(w, c);
+            timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+        }
         return false;
     }
-    w->hs_steps++;
+    /* Over budget, or a new connection while others wait (first come,
+     * first served; handshakes under way go first): wait a turn. The timer
+     * is due at once; run_timers leaves it for the next turn. */
+    if (w->hs_spent >= HANDSHAKE_BUDGET_NS ||
+        (w->hs_waiting && !c->hs_deferred && !c->hs_started)) {
+        if (!c->hs_deferred) {
+            c->hs_deferred = true;
+            w->hs_waiting++;
+            timer_arm(&w->timers, &c->timer, w->now);
+        } else if (!timer_armed(&c->timer)) { /* run_timers popped it */
+            timer_arm(&w->timers, &c->timer, w->now);
+        }
+        return false;
+    }
+    if (c->hs_deferred) { /* its turn came; the timeout starts over */
+        handshake_undefer(w, c);
+        timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+    }
+    c->hs_started = true;
+    int64_t t0 = clock_ns();
     int r = tls_handshake(w, c);
+    w->hs_spent += clock_ns() - t0;
     if (r == 0) return false;
     if (r < 0) {
         conn_close(w, c, "TLS handshake failed");
         return true;
     }
     log_debug("TLS handshake done fd=%d %s", c->fd, tls_conn_version(c));
-    c->hs_deferred = false;
     conn_set_state(c, CONN_IDLE);
     /* The first request gets its own header_timeout after the handshake's. */
     timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
@@ -692,7 +726,7 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
     conn_run(w, c);
 }
 
-void conn_timeout(struct worker *w, struct conn *c)
+bool conn_timeout(struct worker *w, struct conn *c)
 {
     switch ((enum conn_state)c->state) {
     case CONN_HEAD:
@@ -702,32 +736,31 @@ void conn_timeout(struct worker *w, struct conn *c)
         } else {
             conn_close(w, c, "header_timeout before any byte");
         }
-        return;
+        return true;
     case CONN_IDLE:
         conn_close(w, c, c->nrequests ? "idle_timeout" : "header_timeout before any byte");
-        return;
+        return true;
     case CONN_PROXY:
         proxy_abort(w, c->x, "client timeout");
         conn_close(w, c, "client body timeout, body below body_min_rate, or send timeout");
-        return;
+        return true;
     case CONN_RESPOND:
         conn_close(w, c, "send_timeout");
-        return;
+        return true;
     case CONN_LINGER:
         conn_close(w, c, "linger timeout");
-        return;
+        return true;
     case CONN_HANDSHAKE:
-        if (c->hs_deferred) { /* its turn came; the timeout starts over */
-            c->hs_deferred = false;
-            timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
+        if (c->hs_deferred) { /* its turn may have come */
             conn_run(w, c);
-            return;
+            return !c->hs_deferred || c->state != CONN_HANDSHAKE;
         }
         conn_close(w, c, "TLS handshake timeout (header_timeout)");
-        return;
+        return true;
     case CONN_CLOSED:
-        return;
+        break;
     }
+    return true;
 }
 
 void conn_kick(struct worker *w, struct conn *c)

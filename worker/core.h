@@ -59,6 +59,7 @@ struct conn {
     bool rdhup;               /* the peer's FIN is queued: keep reading to EOF */
     bool had_bytes;           /* any byte of the current request seen */
     bool hs_deferred;         /* TLS handshake step waiting for the next loop turn */
+    bool hs_started;          /* TLS: the first handshake step (ClientHello) ran */
     int fd;
     int32_t ip_slot; /* counted for max_connections_per_ip in this shm slot; -1 = not */
     const struct worker_listen *wl;
@@ -185,8 +186,8 @@ struct worker {
     uint64_t rid_seed, rid_counter;
     struct tls_worker *tls;            /* NULL without TLS listeners or upstreams */
     struct tls_upstream_worker *tlsup; /* NULL without TLS upstreams */
-    int64_t hs_turn;                   /* w->now of the turn hs_steps counts for */
-    unsigned hs_steps;                 /* TLS handshake steps run in that turn */
+    int64_t hs_spent;                  /* ns of TLS handshake steps in this loop turn */
+    unsigned hs_waiting;               /* connections whose handshake step waits a turn */
 };
 
 /* worker.c */
@@ -207,7 +208,8 @@ void worker_accept_resume(struct worker *w);
 void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
                  const struct sockaddr *sa, socklen_t len);
 void conn_event(struct worker *w, struct conn *c, uint32_t events);
-void conn_timeout(struct worker *w, struct conn *c);
+/* False when C's handshake waits for the next loop turn: run_timers stops. */
+bool conn_timeout(struct worker *w, struct conn *c);
 void conn_close(struct worker *w, struct conn *c, const char *reason);
 void conn_set_state(struct conn *c, enum conn_state s);
 const char *conn_state_str(enum conn_state s);

@@ -243,9 +243,9 @@ static void run_timers(struct worker *w)
             continue;
         }
         struct ev *ev = (struct ev *)((char *)t - offsetof(struct conn, timer));
-        if (ev->kind == EV_CLIENT)
-            conn_timeout(w, (struct conn *)ev);
-        else
+        if (ev->kind == EV_CLIENT) {
+            if (!conn_timeout(w, (struct conn *)ev)) break; /* the rest wait a turn */
+        } else
             proxy_upstream_timeout(w, (struct uconn *)ev);
     }
 }
@@ -366,6 +366,7 @@ int worker_main(const struct worker_args *a)
             break;
         }
         clock_update(&w);
+        w.hs_spent = 0; /* a new turn: a new TLS handshake budget */
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == &sig_ev) {
                 struct signalfd_siginfo si;
