@@ -59,7 +59,6 @@ struct conn {
     bool rdhup;               /* the peer's FIN is queued: keep reading to EOF */
     bool had_bytes;           /* any byte of the current request seen */
     bool hs_deferred;         /* TLS handshake step waiting for the next loop turn */
-    bool hs_started;          /* TLS: the first handshake step (ClientHello) ran */
     int fd;
     int32_t ip_slot; /* counted for max_connections_per_ip in this shm slot; -1 = not */
     const struct worker_listen *wl;
@@ -67,6 +66,7 @@ struct conn {
     struct exchange *x;
     struct timer timer;
     uint32_t nrequests;
+    bool hs_started;                    /* TLS: the first handshake step (ClientHello) ran */
     struct conn *next;                  /* free list / graveyard */
     struct conn *live_prev, *live_next; /* every open connection, for draining */
     struct tls_conn *tls;               /* TLS listeners only; NULL on plaintext ones */
