@@ -37,6 +37,7 @@ my $reset2 = Upstream->new(name => 'reset2', reset => 1);
 my $ok3   = Upstream->new(name => 'ok3');
 my $dead3 = Upstream->refused(name => 'dead3');
 my $ok4   = Upstream->new(name => 'ok4');
+my $busy  = Upstream->new(name => 'busy', raw => "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 9\r\n\r\ntoo busy\n");
 
 # Connecting to it hangs (full accept queue), for connect_timeout.
 my $bh = Upstream->blackhole(name => 'bh');
@@ -46,7 +47,7 @@ my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $nev
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
            trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail, sw101 => $sw101, st099 => $st099, ctlreason => $ctlreason,
-           reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh);
+           reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh, busy => $busy);
 my $conf = <<'EOF';
 [listener web]
 listen = 127.0.0.1:{port}
@@ -147,10 +148,19 @@ server = {up:ok2} down
 server = {up:bh}
 connect_timeout = 1s
 retries = 0
+
+# Default retries (1) with one server: nothing else to try.
+[upstream blackhole1]
+server = {up:bh}
+connect_timeout = 1s
+
+[upstream busy]
+server = {up:busy}
+max_fails = 1000
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
-     blackhole retry recover clte twocl early trail trickle sw101 st099 ctlreason);
+     blackhole blackhole1 busy retry recover clte twocl early trail trickle sw101 st099 ctlreason);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -206,6 +216,21 @@ SKIP: {
     my $dt = time - $t0;
     error_response_ok($r, 504, 'connect_timeout');
     ok $dt >= 0.9 && $dt < T(5), sprintf('504 after about connect_timeout (%.2fs)', $dt);
+
+    # With retries left but no other server, the client still learns it
+    # was a timeout (once answered 502 "no server available").
+    $r = http_get($port, '/blackhole1/x', timeout => T(10));
+    error_response_ok($r, 504, 'connect_timeout, retries = 1, one server');
+}
+
+# A 503 from the only server is passed through as the server wrote it
+# (Retry-After, body), not replaced by a generated 503 after a futile retry.
+{
+    my $r = http_get($port, '/busy/x');
+    is $r->status, 503, 'only server answers 503: client gets 503' or diag $r->summary;
+    is $r->header('retry-after'), '7', "the server's Retry-After";
+    is $r->body, "too busy\n", "the server's body";
+    is scalar($busy->requests), 1, 'asked once: no retry on the same server';
 }
 
 # Invalid responses.

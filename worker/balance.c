@@ -222,6 +222,14 @@ int balance_pick(struct balance *b, const struct conf_upstream *u, uint32_t hash
     return i;
 }
 
+bool balance_any_left(const struct balance *b, const struct conf_upstream *u, uint64_t tried,
+                      int64_t now)
+{
+    for (unsigned i = 0; i < u->nservers; i++)
+        if (!was_tried(tried, i) && server_avail(b, &u->servers[i], now) != AVAIL_NO) return true;
+    return false;
+}
+
 void balance_report(struct balance *b, const struct conf_server *s, bool ok, int64_t now)
 {
     struct balance_peer *p = peer_of(b, s);

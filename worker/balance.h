@@ -38,6 +38,12 @@ void balance_free(struct balance *b);
 int balance_pick(struct balance *b, const struct conf_upstream *u, uint32_t hash, uint64_t tried,
                  int64_t now);
 
+/* True when a pick for U that skips TRIED could find a server now (one not
+ * down and under max_conns, failed ones included: a pick may reset them).
+ * No side effect: callers ask before giving up a response they hold. */
+bool balance_any_left(const struct balance *b, const struct conf_upstream *u, uint64_t tried,
+                      int64_t now);
+
 /* Passive health: report the outcome of an attempt on S at NOW. */
 void balance_report(struct balance *b, const struct conf_server *s, bool ok, int64_t now);
 

@@ -117,6 +117,8 @@ struct exchange {
     bool req_chunked_out, resp_chunked_out, resp_close_out;
     bool client_keepalive, head_request;
     uint8_t attempts;
+    uint16_t
+        fail_status; /* of the last failed attempt: what the client gets when no server is left */
     uint64_t tried;
     uint16_t status; /* sent to the client, for the log */
     uint64_t resp_bytes;

@@ -335,6 +335,7 @@ static enum pump attempt_failed_at(struct worker *w, struct exchange *x, int sta
     log_msg(level, "upstream %s server %s: %s", s->upstream->name, s->name, why);
     balance_report(&w->bal, s, false, w->now);
     drop_upstream(w, x, why);
+    x->fail_status = (uint16_t)status;
     bool can = retryable && x->attempts <= s->upstream->retries && !x->body_forwarded;
     if (can && attempt(w, x, false) != ENDED) return PROGRESS;
     if (x->c->state != CONN_PROXY) return ENDED; /* attempt() already answered */
@@ -357,7 +358,13 @@ static enum pump attempt(struct worker *w, struct exchange *x, bool fresh_same)
     } else {
         int i = balance_pick(&w->bal, up, net_addr_hash(&x->c->peer.sa), x->tried, w->now);
         if (i < 0) {
-            client_error(w, x, x->attempts ? 502 : 503, "no server available");
+            /* After a failed attempt, the client learns how the last one
+             * failed (a 504 stays a 504), not that the retry found no server. */
+            if (x->attempts)
+                client_error(w, x, x->fail_status ? x->fail_status : 502,
+                             "no other server to retry");
+            else
+                client_error(w, x, 503, "no server available");
             return ENDED;
         }
         s = &up->servers[i];
@@ -632,6 +639,9 @@ static bool retry_on_status(struct worker *w, struct exchange *x)
     if (st != 502 && st != 503 && st != 504) return false;
     if (!idempotent(x) || x->body_forwarded || has_body(x)) return false;
     if (x->attempts > x->route->upstream->retries) return false;
+    /* With no other server to ask, the server's own answer (its body,
+     * Retry-After) tells the client more than a generated one would. */
+    if (!balance_any_left(&w->bal, x->route->upstream, x->tried, w->now)) return false;
     char why[48];
     snprintf(why, sizeof(why), "answered %u", st);
     return attempt_failed(w, x, (int)st, why, true) == PROGRESS;

@@ -212,6 +212,21 @@ static void test_all_failed(void)
     balance_free(&f.b);
 }
 
+static void test_any_left(void)
+{
+    struct fixture f;
+    setup(&f, BALANCE_ROUND_ROBIN, (unsigned[]){1, 1, 1, 0}, NULL);
+    f.u.max_fails = 1;
+    ok(balance_any_left(&f.b, &f.u, 1u << 0, 0), "two untried servers left");
+    ok(!balance_any_left(&f.b, &f.u, 0x7, 0), "none left when all were tried");
+    f.s[2].down = true;
+    ok(!balance_any_left(&f.b, &f.u, 0x3, 0), "a down server does not count");
+    balance_report(&f.b, &f.s[1], false, 0);
+    ok(balance_any_left(&f.b, &f.u, 1u << 0, 1), "a failed one counts: a pick may reset it");
+    is_str(picks(&f, 1, 1u << 0, 1), "b", "and a pick does find it");
+    balance_free(&f.b);
+}
+
 int main(void)
 {
     struct shm shm = {.fd = -1};
@@ -226,6 +241,7 @@ int main(void)
     test_ip_hash();
     test_passive_health();
     test_all_failed();
+    test_any_left();
     shm_detach(&shm);
     return tap_done();
 }
