@@ -286,7 +286,7 @@ static int ciphers_set(struct tls_server *s, const char *list, int line, tls_rep
     return 0;
 }
 
-/* tls_groups (config.c checked the words). The order is the server's
+/* tls_groups (the config loader checked the words). The order is the server's
  * preference, which decides TLS 1.2's ECDHE group: secp256r1 first because
  * mbedTLS computes its key share with a precomputed table (~20% less CPU
  * per full handshake than x25519). In TLS 1.3 the client's key share
