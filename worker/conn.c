@@ -117,6 +117,32 @@ static void handshake_undefer(struct worker *w, struct conn *c)
     w->hs_waiting--;
 }
 
+bool conn_post(struct worker *w, struct conn *c)
+{
+    if (c->posted) return true;
+    if (w->nposted == w->posted_cap) {
+        unsigned cap = w->posted_cap ? 2 * w->posted_cap : 64;
+        struct conn **p = realloc(w->posted, cap * sizeof(*p));
+        if (!p) return false;
+        w->posted = p;
+        w->posted_cap = cap;
+    }
+    w->posted[w->nposted++] = c;
+    c->posted = true;
+    return true;
+}
+
+/* A closed connection leaves the posted list at once: its struct goes back
+ * to the pool at the end of the turn and may be a new connection by the
+ * time the list is run. */
+static void conn_unpost(struct worker *w, struct conn *c)
+{
+    if (!c->posted) return;
+    c->posted = false;
+    for (unsigned i = 0; i < w->nposted; i++)
+        if (w->posted[i] == c) w->posted[i] = NULL;
+}
+
 void conn_close(struct worker *w, struct conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSED) return;
@@ -126,6 +152,7 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
     conn_free_buffers(w, c);
     timer_cancel(&w->timers, &c->timer);
     handshake_undefer(w, c);
+    conn_unpost(w, c);
     if (c->tls) tls_conn_free(c);
     close(c->fd);
     c->fd = -1;
@@ -154,10 +181,15 @@ static void conn_linger(struct worker *w, struct conn *c)
     timer_arm(&w->timers, &c->timer, w->now + LINGER_MS);
 }
 
+/* Reads per loop turn while lingering: a client that keeps sending as fast
+ * as we discard would otherwise hold the loop until the linger deadline. */
+#define LINGER_READS_PER_TURN 16
+
 static void linger_read(struct worker *w, struct conn *c)
 {
-    char sink[4096];
-    while (c->can_read) {
+    char sink[16384];
+    for (int reads = 0; c->can_read; reads++) {
+        if (reads == LINGER_READS_PER_TURN && conn_post(w, c)) return;
         ssize_t n = read(c->fd, sink, sizeof(sink));
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
@@ -766,6 +798,22 @@ bool conn_timeout(struct worker *w, struct conn *c)
 void conn_kick(struct worker *w, struct conn *c)
 {
     if (c->state != CONN_CLOSED) conn_run(w, c);
+}
+
+void conn_run_posted(struct worker *w)
+{
+    if (!w->nposted) return;
+    unsigned n = w->nposted;
+    for (unsigned i = 0; i < n; i++) {
+        struct conn *c = w->posted[i];
+        if (!c) continue; /* closed since it was posted */
+        c->posted = false;
+        w->posted[i] = NULL;
+        conn_run(w, c);
+    }
+    /* What the runs posted waits for the next turn. */
+    memmove(w->posted, w->posted + n, (w->nposted - n) * sizeof(*w->posted));
+    w->nposted -= n;
 }
 
 #define DRAIN_GRACE_MS 1000

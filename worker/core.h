@@ -67,6 +67,7 @@ struct conn {
     struct timer timer;
     uint32_t nrequests;
     bool hs_started;                    /* TLS: the first handshake step (ClientHello) ran */
+    bool posted;                        /* in worker.posted: runs again next loop turn */
     struct conn *next;                  /* free list / graveyard */
     struct conn *live_prev, *live_next; /* every open connection, for draining */
     struct tls_conn *tls;               /* TLS listeners only; NULL on plaintext ones */
@@ -190,6 +191,11 @@ struct worker {
     struct tls_upstream_worker *tlsup; /* NULL without TLS upstreams */
     int64_t hs_spent;                  /* ns of TLS handshake steps in this loop turn */
     unsigned hs_waiting;               /* connections whose handshake step waits a turn */
+    /* Connections that used up their share of a loop turn with work left
+     * (conn_post): run again after the next turn's events, which are
+     * polled without sleeping while any wait. Grows, never shrinks. */
+    struct conn **posted;
+    unsigned nposted, posted_cap;
 };
 
 /* worker.c */
@@ -213,6 +219,12 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events);
 /* False when C's handshake waits for the next loop turn: run_timers stops. */
 bool conn_timeout(struct worker *w, struct conn *c);
 void conn_close(struct worker *w, struct conn *c, const char *reason);
+/* C has work left but has had its share of this loop turn (its socket may
+ * still hold bytes that edge-triggered epoll will not announce again): run
+ * it again next turn. False only when out of memory: then carry on now. */
+bool conn_post(struct worker *w, struct conn *c);
+/* Run the connections posted before this call; those they post wait a turn. */
+void conn_run_posted(struct worker *w);
 void conn_set_state(struct conn *c, enum conn_state s);
 const char *conn_state_str(enum conn_state s);
 /* The exchange is over: keep the connection alive or close it. */

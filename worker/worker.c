@@ -363,7 +363,7 @@ int worker_main(const struct worker_args *a)
     struct epoll_event events[MAX_EVENTS];
     int64_t next_beat = w.now + WORKER_BEAT_MS;
     while (!w.stopping) {
-        int timeout = timers_next(&w.timers, w.now);
+        int timeout = w.nposted ? 0 : timers_next(&w.timers, w.now);
         int n = epoll_wait(w.epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait: %s", strerror(errno));
@@ -382,6 +382,7 @@ int worker_main(const struct worker_args *a)
             }
             dispatch(&w, &events[i]);
         }
+        conn_run_posted(&w);
         run_timers(&w);
         free_dead(&w);
         if (w.channel >= 0 && w.now >= next_beat) {
