@@ -1,10 +1,11 @@
-# Fair share of a worker's loop: a few clients pulling big responses from a
-# fast upstream as fast as loopback allows must not hold the event loop.
-# Each exchange moves a bounded amount per loop turn and then waits its turn
-# (conn_post), so a small request on another connection of the same worker
-# is answered within milliseconds, the transfers keep their speed, and the
-# worker's heartbeat never stops. Before the bound one event could pump for
-# 120 ms: small requests took 25 ms at the median, 140 ms at p99.
+# Fair share of a worker's loop: clients pulling big responses from a fast
+# upstream as fast as loopback allows must not hold the event loop. Each
+# exchange moves a bounded amount per loop turn and then waits its turn
+# (conn_post), so the loop keeps turning (measured with strace: the time
+# between two epoll_waits), a small request on another connection of the
+# same worker is answered within milliseconds, and the heartbeat never
+# stops. Before the bound one event pumped for 120 ms or more: under strace
+# 0-2 loop turns in 1.5 s, small requests at 15-27 ms median, 140 ms p99.
 use strict;
 use warnings;
 use FindBin;
@@ -26,7 +27,6 @@ package FastUp {
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             $SIG{CHLD} = 'IGNORE';
-            POSIX::nice(19); # the CPU goes to portico first, not to the load
             while (my $c = $ls->accept) {
                 next if fork;
                 serve($c);
@@ -96,14 +96,13 @@ sub pct { my ($q, @v) = @_; return $v[int($q * $#v)] }
 my @quiet = small_latencies(1);
 ok @quiet > 50, sprintf 'quiet: %d small requests, p50 %.2f ms', scalar @quiet, pct(0.5, @quiet);
 
-# Six clients pull /big for 4 s each (curl stops at --max-time).
+# Three clients pull /big for 4 s each (curl stops at --max-time).
 my $dir = Portico::test_dir();
 my @pulls;
-for my $i (1 .. 6) {
+for my $i (1 .. 3) {
     my $pid = fork // die "fork: $!";
     if (!$pid) {
         open STDOUT, '>', "$dir/pull$i" or POSIX::_exit(1);
-        POSIX::nice(19);
         exec 'curl', '-s', '-o', '/dev/null', '--max-time', T(4), '-w', '%{size_download}',
           'http://127.0.0.1:' . $p->port . '/big'
           or POSIX::_exit(127);
@@ -111,21 +110,42 @@ for my $i (1 .. 6) {
     push @pulls, $pid;
 }
 sleep 0.3;
-my @busy = small_latencies(2.5);
+# While the pulls run: how long the worker spends between two epoll_waits
+# (one loop turn's work), from strace's timestamps; then small requests.
+my $trace = "$dir/epoll.trace";
+my $st = fork // die "fork: $!";
+if (!$st) {
+    open STDERR, '>', '/dev/null';
+    exec 'timeout', '-s', 'INT', T(1.5), 'strace', '-ttt', '-T', '-e', 'trace=epoll_wait',
+      '-o', $trace, '-p', $worker or POSIX::_exit(127);
+}
+waitpid $st, 0;
+my @busy = small_latencies(2);
 waitpid $_, 0 for @pulls;
-my @got = map { Portico::slurp("$dir/pull$_") + 0 } 1 .. 6;
+my @got = map { Portico::slurp("$dir/pull$_") + 0 } 1 .. 3;
 my $mib = 0;
 $mib += $_ / (1 << 20) for @got;
 
-ok @busy > 100, sprintf 'during the pulls: %d small requests answered', scalar @busy;
-my ($p50, $p99) = (pct(0.5, @busy), pct(0.99, @busy));
-diag sprintf 'small requests during 6 pulls: p50 %.2f ms, p99 %.2f ms, max %.2f ms; pulled %.0f MiB in 4 s',
-  $p50, $p99, $busy[-1], $mib;
-cmp_ok $mib, '>', 400, 'the pulls kept loopback speed (the scenario was real)';
+my ($turns, $longest, $back) = (0, 0, undef);
+for (split /\n/, Portico::slurp($trace)) {
+    next unless /^(\d+\.\d+) epoll_wait\(.*<(\d+\.\d+)>$/;
+    my ($at, $took) = ($1, $2);
+    if (defined $back) {
+        $turns++;
+        $longest = $at - $back if $at - $back > $longest;
+    }
+    $back = $at + $took;
+}
+diag sprintf '%d loop turns traced, the longest %.1f ms; small requests p50 %.2f ms, p99 %.2f ms, '
+  . 'max %.2f ms; pulled %.0f MiB in 4 s', $turns, $longest * 1000, pct(0.5, @busy),
+  pct(0.99, @busy), $busy[-1] // 0, $mib;
+cmp_ok $turns, '>', 20, 'loop turns traced during the pulls';
+cmp_ok $longest * 1000, '<', T(100), 'no loop turn took 100 ms (before the bound: one event took 120)';
+ok @busy > 50, sprintf 'small requests answered during the pulls: %d', scalar @busy;
+cmp_ok pct(0.5, @busy), '<', T(20), 'their median under 20 ms';
+cmp_ok $mib, '>', 400, 'the pulls ran at loopback speed (the scenario was real)';
 ok !grep({ $_ < 20 << 20 } @got), 'every pull got its share (> 20 MiB each)'
   or diag "bytes per pull: @got";
-cmp_ok $p50, '<', T(10), 'median small request under 10 ms';
-cmp_ok $p99, '<', T(40), 'p99 small request under 40 ms';
 is_deeply [$p->workers], [$worker], 'the same worker throughout (no missed heartbeat)';
 
 $p->stop;
