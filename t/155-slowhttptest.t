@@ -152,7 +152,8 @@ for my $attack (
     my $tw = time;
     my $down = wait_for(sub { client_conns() == 0 }, T(30));
     ok $down, sprintf "$name: client connections back down %.1f s after the attack (%d left)",
-        time - $tw, client_conns();
+        time - $tw, client_conns()
+        or diag `ss -tanoe 'sport = :$port' 2>&1`, Portico::slurp($p->error_log) =~ s/.*\n(?=(?:.*\n){0,40}\z)//sr;
 }
 
 is Portico::http_get($port, '/small')->status, 200, 'served after the attacks';
