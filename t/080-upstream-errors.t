@@ -25,6 +25,8 @@ my $twocl = Upstream->new(name => 'twocl', raw => "HTTP/1.1 200 OK\r\nContent-Le
 my $early = Upstream->new(name => 'early', raw => "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 my $sw101 = Upstream->new(name => 'sw101', raw => "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nbinary tunnel bytes");
 my $st099 = Upstream->new(name => 'st099', raw => "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n");
+my $v12 = Upstream->new(name => 'v12', raw => "HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok");
+my $v20 = Upstream->new(name => 'v20', raw => "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
 my $ctlreason = Upstream->new(name => 'ctlreason', raw => "HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok");
 my $trail = Upstream->new(name => 'trail', raw => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n");
 my $trickle = Upstream->new(name => 'trickle', size => 800, chunk => 100, chunk_delay => 0.4, chunked => 1);
@@ -46,7 +48,7 @@ my $hangs = $bh->hangs;
 my %ups = (ok => $ok, ok2 => $ok2, dead => $dead, dead2 => $dead2, never => $never,
            garbage => $garbage, badstatus => $badstatus, badcl => $badcl, badhdr => $badhdr,
            cut => $cut, cutc => $cutc, cutr => $cutr, closer => $closer, resetter => $resetter,
-           trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail, sw101 => $sw101, st099 => $st099, ctlreason => $ctlreason,
+           trickle => $trickle, clte => $clte, twocl => $twocl, early => $early, trail => $trail, sw101 => $sw101, st099 => $st099, ctlreason => $ctlreason, v12 => $v12, v20 => $v20,
            reset2 => $reset2, ok3 => $ok3, dead3 => $dead3, ok4 => $ok4, bh => $bh, busy => $busy);
 my $conf = <<'EOF';
 [listener web]
@@ -94,6 +96,12 @@ server = {up:st099}
 retries = 0
 [upstream ctlreason]
 server = {up:ctlreason}
+
+[upstream v12]
+server = {up:v12}
+
+[upstream v20]
+server = {up:v20}
 retries = 0
 [upstream sw101]
 server = {up:sw101}
@@ -160,7 +168,7 @@ max_fails = 1000
 EOF
 $conf .= join '', map { "[route $_]\npath = /$_/\nupstream = $_\n\n" }
   qw(refused0 refused1 never garbage badstatus badcl badhdr cut cutc cutr closer resetter health alldown
-     blackhole blackhole1 busy retry recover clte twocl early trail trickle sw101 st099 ctlreason);
+     blackhole blackhole1 busy retry recover clte twocl early trail trickle sw101 st099 ctlreason v12 v20);
 
 my $p = Portico->start($conf, upstreams => \%ups,
     errors_ok => [qr/upstream|connect|refused|reset|timed? ?out|invalid|closed|prematurely|parse|fail|down|available|response/i]);
@@ -253,6 +261,12 @@ for my $u (qw(garbage badstatus badcl badhdr)) {
     # Found by fuzz_response: a status below 100 and control bytes in the reason phrase.
     $r = http_get($port, '/st099/x');
     error_response_ok($r, 502, 'upstream status 099');
+    # RFC 9112 2.3: a higher 1.x minor is read as 1.1; another major is not HTTP/1.
+    $r = http_get($port, '/v12/x');
+    is $r->status, 200, 'upstream answering HTTP/1.2: read as 1.1' or diag $r->summary;
+    is $r->body, 'ok', 'HTTP/1.2 upstream: the body';
+    $r = http_get($port, '/v20/x');
+    error_response_ok($r, 502, 'upstream answering HTTP/2.0 on an HTTP/1.1 connection');
     $r = http_get($port, '/ctlreason/x');
     is $r->status, 200, 'reason phrase with a control byte: status kept';
     is $r->{reason}, 'OK', 'control byte never reaches the client\'s status line: the standard phrase instead';

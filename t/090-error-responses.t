@@ -93,6 +93,30 @@ check(raw(build_request('GET', '/ro/', headers => [map { "X-N$_: 1" } 1 .. 15]))
 check(http_get($port, '/dead/x', headers => ['X-Request-ID: my-id-502']), 502, '502', 'my-id-502');
 check(http_get($port, '/never/x', headers => ['X-Request-ID: my-id-504']), 504, '504', 'my-id-504');
 
+# Versions (RFC 9112 2.3): another major version gets 505 and the
+# connection closes; a higher 1.x minor is served as HTTP/1.1.
+check(raw("GET /ro/x HTTP/2.0\r\nHost: h\r\n\r\n"), 505, '505 HTTP/2.0');
+check(raw("GET /ro/x HTTP/3.0\r\nHost: h\r\n\r\n"), 505, '505 HTTP/3.0');
+{
+    my $c = Portico::Client->new($port);
+    $c->send("GET /ro/x HTTP/1.2\r\nHost: h\r\n\r\n");
+    my $r = $c->read_response(timeout => T(5));
+    is $r->status, 200, 'HTTP/1.2 served as 1.1' or diag $r->summary;
+    is $r->body, 'ro', 'HTTP/1.2: the body';
+    is $c->request('GET', '/ro/y')->status, 200, 'HTTP/1.2: kept alive like 1.1';
+    check(raw("GET /ro/x HTTP/1.2\r\n\r\n"), 400, '400 HTTP/1.2 without Host');
+}
+# CONNECT is not tunnelled: 501, and the connection closes (what follows
+# would be tunnel bytes). It was a 400 while on_headers_complete's status
+# was lost to llhttp's own error code.
+{
+    my $c = Portico::Client->new($port);
+    $c->send("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n\x16\x03\x01");
+    my $r = $c->read_response(timeout => T(5));
+    check($r, 501, '501 CONNECT');
+    ok $c->closed(T(3)), 'CONNECT: connection closed after the 501';
+}
+
 # 503: max_conns reached.
 {
     unlink $hold;

@@ -300,7 +300,7 @@ static void conn_error(struct worker *w, struct conn *c, int status, const char 
     int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %.*s\n", status,
                      respond_reason(status), (int)x->rid_len, x->rid);
     c->close_after = c->close_after || status == 400 || status == 408 || status == 413 ||
-                     status == 414 || status == 431 || status == 505;
+                     status == 414 || status == 431 || status == 501 || status == 505;
     conn_respond(w, c, status, NULL, body, (size_t)n);
 }
 

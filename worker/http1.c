@@ -235,8 +235,13 @@ static int on_headers_complete(llhttp_t *p)
     m->status = p->status_code;
     m->major = p->http_major;
     m->minor = p->http_minor;
+    /* llhttp reads a request line without a version as HTTP/0.9. */
+    if (m->major == 0 && p->type == HTTP_REQUEST) return fail(p, 400, "no HTTP version");
     if (m->major != 1)
         return fail(p, p->type == HTTP_REQUEST ? 505 : 502, "unsupported HTTP version");
+    /* RFC 9112 2.3: a higher minor version of a major version we implement
+     * is processed as the highest we conform to. */
+    if (m->minor > 1) m->minor = 1;
     if (p->type == HTTP_RESPONSE && (m->status < 100 || m->status > 599))
         return fail(p, 502, "status code out of range");
     if (p->flags & F_CHUNKED) m->flags |= H1_CHUNKED;
@@ -250,7 +255,9 @@ static int on_headers_complete(llhttp_t *p)
             return fail(p, 413, "body larger than max_body_size");
         if (p->upgrade) m->flags |= H1_UPGRADE;
         /* No Upgrade tunnel yet: parse a request with Upgrade as a plain one. */
-        return p->method == HTTP_CONNECT ? fail(p, 405, "CONNECT is not supported") : 0;
+        /* 501, not 405: a 405 must list the methods allowed (Allow), and
+         * CONNECT is refused on every route alike. */
+        return p->method == HTTP_CONNECT ? fail(p, 501, "CONNECT is not supported") : 0;
     }
     if ((m->flags & H1_SKIP_BODY) || m->status == 204 || m->status == 304 ||
         (m->status >= 100 && m->status < 200))
@@ -314,6 +321,10 @@ void http1_init(struct http1_msg *m, bool is_request, struct http1_header *heade
     uint32_t keep = m->flags & H1_SKIP_BODY;
     memset(m, 0, sizeof(*m));
     llhttp_init(p, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    /* Any DIGIT.DIGIT version reaches on_headers_complete, which answers
+     * 1.x as 1.1 and any other major version with 505 (llhttp alone would
+     * refuse 1.2 and 3.0 with a 400 like any malformed line). */
+    llhttp_set_lenient_version(p, 1);
     p->data = m;
     m->flags = is_request ? 0 : keep;
     m->headers = headers;
@@ -323,7 +334,9 @@ void http1_init(struct http1_msg *m, bool is_request, struct http1_header *heade
 
 static enum http1_result parse_error(struct http1_msg *m, llhttp_t *p, llhttp_errno_t e)
 {
-    if (e != HPE_USER) {
+    /* A status set by fail() stands: llhttp reports an error returned by
+     * on_headers_complete as HPE_CB_HEADERS_COMPLETE, not HPE_USER. */
+    if (!m->error) {
         m->error = p->type == HTTP_REQUEST ? 400 : 502;
         m->error_reason = llhttp_get_error_reason(p);
         if (!m->error_reason) m->error_reason = llhttp_errno_name(e);

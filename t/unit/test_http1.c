@@ -143,8 +143,46 @@ static void test_has_ctl(void)
     ok(!http1_has_ctl(v, 0), "empty value");
 }
 
+/* RFC 9112 2.3: 1.x above 1.1 is processed as 1.1; another major version
+ * gets 505 (a request) whatever its minor; a malformed or missing version
+ * (HTTP/0.9 has no place here) stays 400. */
+static void test_versions(void)
+{
+    static const struct {
+        const char *line;
+        enum http1_result r;
+        int error, minor;
+        bool keep_alive;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_DONE, 0, 1, true},
+        {"GET / HTTP/1.0\r\nHost: a\r\n\r\n", HTTP1_DONE, 0, 0, false},
+        {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", HTTP1_DONE, 0, 1, true},
+        {"GET / HTTP/1.9\r\nHost: a\r\nConnection: close\r\n\r\n", HTTP1_DONE, 0, 1, false},
+        {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", HTTP1_ERROR, 505, -1, false},
+        {"GET / HTTP/3.0\r\nHost: a\r\n\r\n", HTTP1_ERROR, 505, -1, false},
+        {"GET / HTTP/0.9\r\nHost: a\r\n\r\n", HTTP1_ERROR, 400, -1, false},
+        {"GET /\r\nHost: a\r\n\r\n", HTTP1_ERROR, 400, -1, false},
+        {"GET / HTTP/1.x\r\nHost: a\r\n\r\n", HTTP1_ERROR, 400, -1, false},
+        {"GET / HTTP/11.1\r\nHost: a\r\n\r\n", HTTP1_ERROR, 400, -1, false},
+        {"GET / HTTQ/1.1\r\nHost: a\r\n\r\n", HTTP1_ERROR, 400, -1, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct http1_msg m;
+        const char *l = cases[i].line;
+        int ln = (int)strcspn(l, "\r"); /* the request line names the case */
+        is_int(parse(&m, l, 0), cases[i].r, "%.*s: result", ln, l);
+        if (cases[i].r == HTTP1_ERROR) {
+            is_int(m.error, cases[i].error, "%.*s: answered with %d", ln, l, cases[i].error);
+            continue;
+        }
+        is_int(m.minor, cases[i].minor, "%.*s: processed as 1.%d", ln, l, cases[i].minor);
+        is_int(!!(m.flags & H1_KEEP_ALIVE), cases[i].keep_alive, "%.*s: keep-alive", ln, l);
+    }
+}
+
 int main(void)
 {
+    test_versions();
     test_has_ctl();
     test_kinds();
     test_ctl();
