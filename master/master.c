@@ -8,6 +8,7 @@
 #include "common/arena.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "master/fdlimit.h"
 #include "master/spawn.h"
 #include "common/ticket_keys.h"
 
@@ -543,6 +544,7 @@ static void reload_start(struct master *m)
     for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)
         m->slots[i] = (struct slot_state){0};
     reload_logs(m);
+    fdlimit_apply(m->cfg); /* max_connections or the pools may have grown */
     spawn_generation(m, m->generation);
 }
 
@@ -828,6 +830,9 @@ static int start(struct master *m)
 {
     if (open_logs(m) < 0 || resolve_user(m) < 0) return -1;
     chown_logs(m);
+    /* Before any socket: the master holds every listener, and the workers
+     * forked later inherit the limit. */
+    fdlimit_apply(m->cfg);
     if (inherit(m) < 0) return -1;
     if (pid_check(m) < 0 || open_listeners(m) < 0 || open_shm(m) < 0) return -1;
     /* Sockets inherited but no longer configured: no worker of ours uses them. */

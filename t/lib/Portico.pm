@@ -194,7 +194,9 @@ sub portico_t {
 #   {up:NAME}     "127.0.0.1:PORT" of $opts{upstreams}{NAME}
 # Keys missing from [main] are added: workers = 1, error_log, pid_file,
 # log_level = info. Options: upstreams => {NAME => Upstream}, errors_ok =>
-# [qr/.../] (expected [error] lines), no_wait => 1, workers, log_level.
+# [qr/.../] (expected [error] lines), no_wait => 1, workers, log_level,
+# wrap => [COMMAND...] (run portico under a command that execs it, keeping
+# the pid: e.g. ['prlimit', '--nofile=1024:4096', '--']).
 sub start {
     my ($class, $conf, %o) = @_;
     my $self = bless {
@@ -275,7 +277,7 @@ sub _spawn {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $self->{stdout} or POSIX::_exit(126);
         open STDERR, '>>', $self->{stderr} or POSIX::_exit(126);
-        exec $bin, '-c', $self->{config}, @{ $self->{o}{args} || [] }
+        exec @{ $self->{o}{wrap} || [] }, $bin, '-c', $self->{config}, @{ $self->{o}{args} || [] }
           or POSIX::_exit(127);
     }
     $self->{pid} = $pid;
