@@ -123,6 +123,16 @@ for my $v ('-tls1_3', '-tls1_2') {
     is scalar(keys %slots), 2, "$v: resumed on both workers";
 }
 
+# Renegotiation is refused (RFC 5746: a no_renegotiation warning), and the
+# worker goes on serving. s_client renegotiates on a line "R" when it runs
+# with commands (no -ign_eof).
+{
+    my $o = `(printf 'R\\n'; sleep 1) | timeout 10 openssl s_client -connect 127.0.0.1:$port -tls1_2 -msg 2>&1`;
+    like $o, qr/RENEGOTIATING/, 'TLS 1.2 client asks to renegotiate';
+    like $o, qr/<<< .*Alert.*no_renegotiation/, 'renegotiation refused: no_renegotiation alert';
+    like s_client('-tls1_2'), qr/hello/, 'served after the refused renegotiation';
+}
+
 # A ticket from before a reload (HUP) still resumes on the new workers.
 {
     my $count = sub { scalar grep { /reload done/ } $p->error_lines };
