@@ -769,6 +769,7 @@ void proxy_progress(struct worker *w, struct exchange *x)
     struct conn *c = x->c;
     for (int round = 0;; round++) {
         if (round == PUMPS_PER_TURN && conn_post(w, c)) break;
+        if (round == 64 * PUMPS_PER_TURN) break; /* could not post (out of memory) */
         enum pump a = pump_req(w, x);
         if (a == ENDED) return;
         enum pump b = pump_resp(w, x);
