@@ -110,13 +110,6 @@ static int64_t clock_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void handshake_undefer(struct worker *w, struct conn *c)
-{
-    if (!c->hs_deferred) return;
-    c->hs_deferred = false;
-    w->hs_waiting--;
-}
-
 bool conn_post(struct worker *w, struct conn *c)
 {
     if (c->posted) return true;
@@ -151,7 +144,6 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
     if (c->x && c->x->u) proxy_abort(w, c->x, reason);
     conn_free_buffers(w, c);
     timer_cancel(&w->timers, &c->timer);
-    handshake_undefer(w, c);
     conn_unpost(w, c);
     if (c->tls) tls_conn_free(c);
     close(c->fd);
@@ -669,32 +661,10 @@ static bool respond_write(struct worker *w, struct conn *c)
 /* Returns true when the handshake ended (the state changed). */
 static bool handshake_step(struct worker *w, struct conn *c)
 {
-    if (!c->can_read && !c->can_write) {
-        if (c->hs_deferred && !timer_armed(&c->timer)) { /* nothing to do after all */
-            handshake_undefer(w, c);
-            timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
-        }
-        return false;
-    }
-    /* Over budget, or a new connection while others wait (first come,
-     * first served; handshakes under way go first): wait a turn. The timer
-     * is due at once; run_timers leaves it for the next turn. */
-    if (w->hs_spent >= HANDSHAKE_BUDGET_NS ||
-        (w->hs_waiting && !c->hs_deferred && !c->hs_started)) {
-        if (!c->hs_deferred) {
-            c->hs_deferred = true;
-            w->hs_waiting++;
-            timer_arm(&w->timers, &c->timer, w->now);
-        } else if (!timer_armed(&c->timer)) { /* run_timers popped it */
-            timer_arm(&w->timers, &c->timer, w->now);
-        }
-        return false;
-    }
-    if (c->hs_deferred) { /* its turn came; the timeout starts over */
-        handshake_undefer(w, c);
-        timer_arm(&w->timers, &c->timer, w->now + c->wl->listener->header_timeout);
-    }
-    c->hs_started = true;
+    if (!c->can_read && !c->can_write) return false;
+    /* Over the turn's budget: wait for the next turn, behind the
+     * handshakes already waiting (posted connections run first). */
+    if (w->hs_spent >= HANDSHAKE_BUDGET_NS && conn_post(w, c)) return false;
     int64_t t0 = clock_ns();
     int r = tls_handshake(w, c);
     w->hs_spent += clock_ns() - t0;
@@ -758,7 +728,7 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
     conn_run(w, c);
 }
 
-bool conn_timeout(struct worker *w, struct conn *c)
+void conn_timeout(struct worker *w, struct conn *c)
 {
     switch ((enum conn_state)c->state) {
     case CONN_HEAD:
@@ -768,31 +738,26 @@ bool conn_timeout(struct worker *w, struct conn *c)
         } else {
             conn_close(w, c, "header_timeout before any byte");
         }
-        return true;
+        return;
     case CONN_IDLE:
         conn_close(w, c, c->nrequests ? "idle_timeout" : "header_timeout before any byte");
-        return true;
+        return;
     case CONN_PROXY:
         proxy_abort(w, c->x, "client timeout");
         conn_close(w, c, "client body timeout, body below body_min_rate, or send timeout");
-        return true;
+        return;
     case CONN_RESPOND:
         conn_close(w, c, "send_timeout");
-        return true;
+        return;
     case CONN_LINGER:
         conn_close(w, c, "linger timeout");
-        return true;
+        return;
     case CONN_HANDSHAKE:
-        if (c->hs_deferred) { /* its turn may have come */
-            conn_run(w, c);
-            return !c->hs_deferred || c->state != CONN_HANDSHAKE;
-        }
         conn_close(w, c, "TLS handshake timeout (header_timeout)");
-        return true;
+        return;
     case CONN_CLOSED:
         break;
     }
-    return true;
 }
 
 void conn_kick(struct worker *w, struct conn *c)

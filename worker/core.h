@@ -58,7 +58,6 @@ struct conn {
     bool close_after;         /* answer with Connection: close, then close */
     bool rdhup;               /* the peer's FIN is queued: keep reading to EOF */
     bool had_bytes;           /* any byte of the current request seen */
-    bool hs_deferred;         /* TLS handshake step waiting for the next loop turn */
     int fd;
     int32_t ip_slot; /* counted for max_connections_per_ip in this shm slot; -1 = not */
     const struct worker_listen *wl;
@@ -66,7 +65,6 @@ struct conn {
     struct exchange *x;
     struct timer timer;
     uint32_t nrequests;
-    bool hs_started;                    /* TLS: the first handshake step (ClientHello) ran */
     bool posted;                        /* in worker.posted: runs again next loop turn */
     struct conn *next;                  /* free list / graveyard */
     struct conn *live_prev, *live_next; /* every open connection, for draining */
@@ -190,7 +188,6 @@ struct worker {
     struct tls_worker *tls;            /* NULL without TLS listeners or upstreams */
     struct tls_upstream_worker *tlsup; /* NULL without TLS upstreams */
     int64_t hs_spent;                  /* ns of TLS handshake steps in this loop turn */
-    unsigned hs_waiting;               /* connections whose handshake step waits a turn */
     /* Connections that used up their share of a loop turn with work left
      * (conn_post): run again after the next turn's events, which are
      * polled without sleeping while any wait. Grows, never shrinks. */
@@ -216,8 +213,7 @@ void worker_accept_resume(struct worker *w);
 void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
                  const struct sockaddr *sa, socklen_t len);
 void conn_event(struct worker *w, struct conn *c, uint32_t events);
-/* False when C's handshake waits for the next loop turn: run_timers stops. */
-bool conn_timeout(struct worker *w, struct conn *c);
+void conn_timeout(struct worker *w, struct conn *c);
 void conn_close(struct worker *w, struct conn *c, const char *reason);
 /* C has work left but has had its share of this loop turn (its socket may
  * still hold bytes that edge-triggered epoll will not announce again): run

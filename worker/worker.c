@@ -243,9 +243,9 @@ static void run_timers(struct worker *w)
             continue;
         }
         struct ev *ev = (struct ev *)((char *)t - offsetof(struct conn, timer));
-        if (ev->kind == EV_CLIENT) {
-            if (!conn_timeout(w, (struct conn *)ev)) break; /* the rest wait a turn */
-        } else
+        if (ev->kind == EV_CLIENT)
+            conn_timeout(w, (struct conn *)ev);
+        else
             proxy_upstream_timeout(w, (struct uconn *)ev);
     }
 }
@@ -371,6 +371,9 @@ int worker_main(const struct worker_args *a)
         }
         clock_update(&w);
         w.hs_spent = 0; /* a new turn: a new TLS handshake budget */
+        /* Those that waited for this turn go first: first come, first
+         * served (handshakes over the last turn's budget, big transfers). */
+        conn_run_posted(&w);
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == &sig_ev) {
                 struct signalfd_siginfo si;
@@ -382,7 +385,6 @@ int worker_main(const struct worker_args *a)
             }
             dispatch(&w, &events[i]);
         }
-        conn_run_posted(&w);
         run_timers(&w);
         free_dead(&w);
         if (w.channel >= 0 && w.now >= next_beat) {
