@@ -24,7 +24,9 @@ my @scen = ('small-keepalive', 'small-close', 'big-64k', 'tls-keepalive');
 for my $sc (@scen) {
     for my $px (qw(nginx haproxy portico)) {
         my ($rps) = $out =~ /^\Q$sc\E\s+$px\s+round 1:\s+([\d.]+) req\/s/m;
-        ok $rps && $rps > 50, "$sc $px: " . ($rps // 'no') . ' req/s';
+        # Only that requests went through: under a parallel suite a 1 s
+        # round of 64 KiB responses has measured as low as 33 req/s.
+        ok $rps && $rps >= 5, "$sc $px: " . ($rps // 'no') . ' req/s';
     }
 }
 for my $px (qw(nginx haproxy portico)) {
