@@ -80,5 +80,22 @@ sub last_req { my @r = $ex->requests; return $r[-1] }
     like $r->body, qr/^other\n?$/, 'routed to the catch-all';
 }
 
+# The asterisk-form (RFC 9112 3.2.4): OPTIONS * asks about the server as a
+# whole, so portico answers it itself (200, no body) and forwards nothing;
+# with any other method it is a 400.
+{
+    my $before = scalar $ex->requests;
+    my $c = Portico::Client->new($port);
+    $c->send("OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    my $r = $c->read_response;
+    is $r->status, 200, 'OPTIONS *: 200' or diag $r->summary;
+    is $r->body, '', 'OPTIONS *: no body';
+    is $c->request('GET', '/k')->status, 200, 'OPTIONS *: the connection stays usable';
+    $c = Portico::Client->new($port);
+    $c->send("GET * HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    is $c->read_response->status, 400, 'GET *: 400';
+    is scalar $ex->requests, $before, 'no asterisk-form request reached the upstream';
+}
+
 $p->finish;
 done_testing;

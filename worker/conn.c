@@ -512,6 +512,14 @@ static void dispatch(struct worker *w, struct conn *c)
         if (!host.n) return conn_error(w, c, 400, "no Host to redirect to");
         return redirect_https(w, c, host, path);
     }
+    /* The asterisk-form is for OPTIONS alone (RFC 9112 3.2.4) and asks
+     * about the server as a whole, not a resource behind a route: portico
+     * is that server and answers it, as the no-op RFC 9110 9.3.7 makes of it. */
+    if (path.n == 1 && path.p[0] == '*') {
+        if (m->method_len != 7 || memcmp(m->base + m->method, "OPTIONS", 7) != 0)
+            return conn_error(w, c, 400, "asterisk-form target with a method other than OPTIONS");
+        return conn_respond(w, c, 200, NULL, "", 0);
+    }
     const char *q = memchr(path.p, '?', path.n);
     size_t plen = q ? (size_t)(q - path.p) : path.n;
     if (plen == 0) plen = 0; /* absolute-form without path: route as "/" */
