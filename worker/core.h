@@ -189,8 +189,8 @@ struct worker {
     struct tls_upstream_worker *tlsup; /* NULL without TLS upstreams */
     int64_t hs_spent;                  /* ns of TLS handshake steps in this loop turn */
     /* Connections that used up their share of a loop turn with work left
-     * (conn_post): run again after the next turn's events, which are
-     * polled without sleeping while any wait. Grows, never shrinks. */
+     * (conn_post): run first in the next turn, whose events are polled
+     * without sleeping while any wait. Grows, never shrinks. */
     struct conn **posted;
     unsigned nposted, posted_cap;
 };
