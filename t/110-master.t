@@ -1,5 +1,6 @@
 # Master: a killed worker is replaced and the replacement serves; TERM and
-# INT stop everything and nothing is left listening.
+# INT stop everything and nothing is left listening; a fast stop still lets
+# each worker log what it served.
 use strict;
 use warnings;
 use FindBin;
@@ -24,6 +25,19 @@ server = {up:app}
 [route all]
 upstream = app
 EOF
+
+# Sum of the "worker exiting: N requests on M connections" lines of PIDS:
+# (lines found, requests, connections).
+sub exit_counts {
+    my ($p, @pids) = @_;
+    my %want = map { $_ => 1 } @pids;
+    my ($n, $req, $conns) = (0, 0, 0);
+    for ($p->error_lines) {
+        next unless / (\d+)#\d+ worker exiting: (\d+) requests on (\d+) connections$/ && $want{$1};
+        ($n, $req, $conns) = ($n + 1, $req + $2, $conns + $3);
+    }
+    return ($n, $req, $conns);
+}
 
 sub serve_all {
     my ($port, $n) = @_;
@@ -84,6 +98,8 @@ sub serve_all {
     ok !Portico::Client->new($port), 'nothing listening after INT';
     ok wait_for(sub { !grep { -e "/proc/$_" && slurp("/proc/$_/stat") !~ /\) Z/ } @w }, T(5)),
       'workers gone after INT';
+    # 3 connections of one request each, and wait_ready's probe.
+    is_deeply [exit_counts($p, @w)], [2, 3, 4], 'INT: both workers log their counts (3 requests on 4 connections)';
     $p->check_logs;
 }
 
@@ -94,6 +110,8 @@ sub serve_all {
     is scalar(my @w = $p->workers), 2, 'reuseport = off: two workers';
     is serve_all($p->port, 20), 20, 'reuseport = off: serving';
     $p->finish;
+    is_deeply [exit_counts($p, @w)], [2, 20, 21],
+      'TERM: both workers log their counts (20 requests on 21 connections)';
 }
 
 # A worker exits when its master dies.

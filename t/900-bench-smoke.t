@@ -38,4 +38,16 @@ like $out, qr/^\| idle keep-alive connection \| RSS per connection \|/m, 'idle r
 unlike $out, qr/^errors: .*portico/m, 'no failed request through portico' or diag $out;
 unlike $out, qr/non-2xx|socket errors|got no answer/, 'no errors in any run' or diag $out;
 
+# --workers 2: portico is stopped with QUIT and its workers' exit lines give
+# the requests each answered, per round and summed in the summary.
+$out = `$run --rounds 1 --secs 1 --warmup 0 --workers 2 --scenario small-keepalive --proxies portico --port 0 --portico $bin 2>&1`;
+is $? >> 8, 0, 't/bench/run --workers 2 exits 0' or diag $out;
+my $pw = qr/per-worker requests: \d+\.\d% \/ \d+\.\d% \((\d+) \/ (\d+)\)$/m;
+like $out, qr/^\s+portico $pw/m, 'per-round line of per-worker requests' or diag $out;
+my ($w0, $w1) = $out =~ /^\s+portico $pw/m;
+ok $w0 && $w1, "both workers answered requests (" . ($w0 // "?") . " / " . ($w1 // "?") . ")";
+like $out, qr/^small-keepalive\s+portico\s+$pw/m, 'and in the summary';
+like $out, qr/^small-keepalive\s+portico\s+CPU split \d+\/\d+/m, 'next to the CPU split';
+unlike $out, qr/still running after QUIT/, 'portico stopped gracefully on QUIT';
+
 done_testing;

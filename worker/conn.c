@@ -301,6 +301,7 @@ void conn_exchange_done(struct worker *w, struct conn *c, bool keepalive)
     struct exchange *x = c->x;
     access_log_exchange(w, x);
     c->nrequests++;
+    w->requests++;
     /* Draining: a response that promised keep-alive (its head went out
      * before the drain) keeps its promise; conn_drain's grace follows. */
     if (!keepalive || c->close_after) {
@@ -894,6 +895,7 @@ void conn_accept(struct worker *w, int fd, const struct worker_listen *wl,
     if (len > sizeof(c->peer)) len = sizeof(c->peer);
     memcpy(&c->peer, sa, len);
     w->nconns++;
+    w->accepted++;
     if (worker_epoll_add(w, fd, &c->ev) < 0) {
         close(fd);
         c->fd = -1;

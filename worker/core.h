@@ -193,6 +193,10 @@ struct worker {
      * without sleeping while any wait. Grows, never shrinks. */
     struct conn **posted;
     unsigned nposted, posted_cap;
+    /* For the exit line only: plain counters of this process, one
+     * increment each on the hot path (conn_exchange_done, conn_accept). */
+    uint64_t requests; /* exchanges ended: proxied, return, redirect, errors */
+    uint64_t accepted; /* client connections taken on */
 };
 
 /* worker.c */

@@ -328,11 +328,16 @@ static int setup(struct worker *w, const struct worker_args *a)
     return 0;
 }
 
-static int usr1_fd(void)
+/* USR1 reopens the logs; TERM and INT (the master's fast stop, or a
+ * terminal's ^C to the whole group) end the loop at once, so that the exit
+ * line and the buffered access log are still written. */
+static int signals_fd(void)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
     sigprocmask(SIG_BLOCK, &set, NULL);
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
@@ -351,7 +356,7 @@ int worker_main(const struct worker_args *a)
         return 2;
     }
     struct ev sig_ev = {EV_CHANNEL};
-    int sfd = usr1_fd();
+    int sfd = signals_fd();
     if (sfd >= 0) {
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = &sig_ev};
         epoll_ctl(w.epfd, EPOLL_CTL_ADD, sfd, &e);
@@ -378,6 +383,10 @@ int worker_main(const struct worker_args *a)
             if (events[i].data.ptr == &sig_ev) {
                 struct signalfd_siginfo si;
                 while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                    if (si.ssi_signo != SIGUSR1) {
+                        w.stopping = true;
+                        continue;
+                    }
                     log_reopen();
                     log_access_reopen();
                 }
@@ -399,6 +408,10 @@ int worker_main(const struct worker_args *a)
             break;
         }
     }
+    /* Every way out of the loop (drained, QUIT, TERM, the master gone)
+     * passes here: the load spread over workers can be read from the log. */
+    log_info("worker exiting: %llu requests on %llu connections", (unsigned long long)w.requests,
+             (unsigned long long)w.accepted);
     log_access_flush();
     return 0;
 }
