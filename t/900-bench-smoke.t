@@ -42,7 +42,7 @@ unlike $out, qr/non-2xx|socket errors|got no answer/, 'no errors in any run' or 
 # the requests each answered, per round and summed in the summary.
 $out = `$run --rounds 1 --secs 1 --warmup 0 --workers 2 --scenario small-keepalive --proxies portico --port 0 --portico $bin 2>&1`;
 is $? >> 8, 0, 't/bench/run --workers 2 exits 0' or diag $out;
-my $pw = qr/per-worker requests: \d+\.\d% \/ \d+\.\d% \((\d+) \/ (\d+)\)$/m;
+my $pw = qr/per-worker requests: \d+\.\d% \/ \d+\.\d% \((\d+) \/ (\d+)\)/m;
 like $out, qr/^\s+portico $pw/m, 'per-round line of per-worker requests' or diag $out;
 my ($w0, $w1) = $out =~ /^\s+portico $pw/m;
 ok $w0 && $w1, "both workers answered requests (" . ($w0 // "?") . " / " . ($w1 // "?") . ")";
