@@ -88,7 +88,12 @@ child_run(struct master *m, unsigned slot, unsigned row, int chan)
     close(m->sigfd);
     close(m->epfd);
     signal(SIGPIPE, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+    /* USR1 stays blocked: worker_main reads it from a signalfd, and a log
+     * rotation's USR1 that came before that (spawn_kill_all right after a
+     * reload forked us) would otherwise kill the worker (its default). */
+    sigset_t mask = m->old_mask;
+    sigaddset(&mask, SIGUSR1);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     log_set_slot((int)slot);
 
     unsigned cap = listen_count(m->cfg);

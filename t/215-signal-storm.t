@@ -1,0 +1,277 @@
+# Signals at odd times, under continuous load (keep-alive clients and a new
+# connection per request, plus wrk when it is installed): a storm of HUPs,
+# a HUP while the previous reload's workers still start (with a different
+# worker count each time), a storm of USR1 (also while workers start).
+# Each asserts no failed and no non-2xx request, the master lives, the
+# worker count the configuration says, no process left after the end, and
+# no unexpected [error] line.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use POSIX ();
+use Portico;
+use Upstream;
+use Load;
+
+my $t_start = time;
+my $up = Upstream->new(name => 'app');
+my ($wrk) = grep { -x } map { "$_/wrk" } split /:/, $ENV{PATH};
+
+# VER is the body of /ver: it shows which configuration a worker runs.
+sub conf {
+    my (%o) = @_;
+    my $w = $o{workers} // 2;
+    my $v = $o{ver} // 'v0';
+    return <<"EOF";
+[main]
+workers = $w
+shutdown_timeout = 2s
+access_log = {dir}/access.log
+
+[listener web]
+listen = 127.0.0.1:{port}
+
+[upstream app]
+server = {up:app}
+
+[route ver]
+path = = /ver
+return = 200 $v
+
+[route all]
+upstream = app
+EOF
+}
+
+sub gone { my $pid = shift; !-e "/proc/$pid" || slurp("/proc/$pid/stat") =~ /^\d+ \(.*?\) Z/ }
+sub kids { grep { !gone($_) } proc_children($_[0]) }
+sub read_pid { my $t = slurp($_[0]) // ''; return $t =~ /^(\d+)/ ? $1 : 0 }
+
+# Every live process running with P's configuration file: its masters (an
+# upgraded one is no child of ours once the old one exits) and workers.
+sub procs_of {
+    my ($p) = @_;
+    my $cf = $p->config_file;
+    return grep { !gone($_) && slurp("/proc/$_/cmdline") =~ /\Q$cf\E/ }
+      map { m{^/proc/(\d+)/} ? $1 : () } glob '/proc/[0-9]*/cmdline';
+}
+
+my %is_master;
+sub workers_of { grep { !$is_master{$_} } kids($_[0]) }
+
+# The configuration is replaced by a rename: a master reading it in the
+# middle of a write must never see half a file.
+sub set_conf {
+    my ($p, %o) = @_;
+    my $f = $p->config_file;
+    write_file("$f.tmp", $p->_inject_main($p->expand(conf(%o))));
+    rename "$f.tmp", $f or die "rename: $!";
+}
+
+sub log_count { my ($p, $re) = @_; scalar grep { /$re/ } $p->error_lines }
+
+# The body of /ver, N times on new connections: the versions seen.
+sub versions {
+    my ($port, $n) = @_;
+    my %v;
+    $v{ http_get($port, '/ver', headers => ['Connection: close'], timeout => T(5))->body // '?' }++
+      for 1 .. ($n // 6);
+    return join ' ', sort keys %v;
+}
+
+# Wait until MASTER runs exactly N workers and every one answers /ver with VER.
+sub settle {
+    my ($p, $master, $n, $ver, %o) = @_;
+    my $ok = wait_for(sub { workers_of($master) == $n && versions($p->port) eq $ver }, T(10));
+    return $ok if $o{quiet};
+    ok $ok, "settled: master $master runs $n workers, all answering $ver"
+      or diag sprintf "workers of %d: %s; /ver: %s", $master, join(' ', workers_of($master)),
+      versions($p->port);
+    return $ok;
+}
+
+sub load_start {
+    my ($port, %o) = @_;
+    my @l = (Load->start($port, clients => 2, mode => 'keepalive', %o),
+             Load->start($port, clients => 2, mode => 'close', %o));
+    if ($o{wrk} && $wrk) {
+        my $out = test_dir() . '/wrk' . time . '.out';
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            open STDOUT, '>', $out;
+            open STDERR, '>&', \*STDOUT;
+            exec $wrk, '-t1', '-c4', '-d60s', "http://127.0.0.1:$port/wrk" or POSIX::_exit(127);
+        }
+        push @l, { wrk => $pid, out => $out };
+    }
+    return \@l;
+}
+
+# Stop the load; zero failed and zero non-2xx unless MAX_FAILED allows some
+# (TERM is a fast stop: see g). Returns the failures' error lines.
+sub load_check {
+    my ($name, $loads, $max_failed) = @_;
+    my ($ok, $failed, $non2xx, @err) = (0, 0, 0);
+    my $wrk_out;
+    for my $l (@$loads) {
+        if (ref $l eq 'HASH') {
+            kill 'INT', $l->{wrk};
+            waitpid $l->{wrk}, 0;
+            $wrk_out = slurp($l->{out});
+            next;
+        }
+        my $r = $l->stop;
+        $ok += $r->{ok};
+        $failed += $r->{failed};
+        $non2xx += $r->{non2xx};
+        push @err, @{ $r->{errors} };
+    }
+    cmp_ok $failed, '<=', $max_failed // 0, "$name: failed requests ($failed, $ok answered)"
+      or diag join "\n", @err;
+    is $non2xx, 0, "$name: no non-2xx response" or diag join "\n", @err;
+    cmp_ok $ok, '>', 20, "$name: the load ran";
+    if (defined $wrk_out) {
+        my ($n) = $wrk_out =~ /(\d+) requests in/;
+        ok $n && $wrk_out !~ /Socket errors|Non-2xx/, "$name: wrk, " . ($n // 0) . ' requests, no error'
+          or diag $wrk_out;
+    }
+    diag sprintf "%s: %d answered, %d failed, %d non-2xx%s", $name, $ok, $failed, $non2xx,
+      defined $wrk_out ? sprintf(', wrk %s', ($wrk_out =~ /(\d+) requests in/)[0] // '?') : '';
+    return @err;
+}
+
+# USR2 to MASTER: returns the new master's pid once all its workers are ready.
+sub upgrade {
+    my ($p, $master, $n) = @_;
+    kill 'USR2', $master;
+    my $pidf = $p->pid_file;
+    my $new;
+    wait_for(sub { $new = read_pid($pidf); $new && $new != $master }, T(5)) or return 0;
+    $is_master{$new} = 1;
+    wait_for(sub { log_count($p, qr/ $new#m all $n workers ready/) }, T(5)) or return 0;
+    return $new;
+}
+
+# The end of an instance: every process of it gone, the logs clean.
+sub all_gone {
+    my ($p, $name, %o) = @_;
+    my @left;
+    ok wait_for(sub { @left = procs_of($p); !@left }, T(5)), "$name: no process left"
+      or diag "left: @left";
+    kill 'KILL', @left if @left;
+    $p->check_logs unless $o{logs_checked};
+}
+
+# a) 10 HUPs without a pause, each after a new configuration: the last one
+# is in force, every reload either ran or was folded into the next.
+# c) 20 USR1 after logrotate renamed the logs, then 20 more during a reload.
+# b) HUP while the new workers of the previous reload start, workers 2 -> 3
+# -> 1 and so on.
+{
+    my $p = Portico->start(conf(), upstreams => { app => $up });
+    my $m = $p->pid;
+    $is_master{$m} = 1;
+    my $port = $p->port;
+
+    my $load = load_start($port, wrk => 1);
+    sleep 0.3;
+    for my $i (1 .. 10) {
+        set_conf($p, ver => "v$i");
+        kill 'HUP', $m;
+    }
+    settle($p, $m, 2, 'v10');
+    ok wait_for(sub { log_count($p, qr/#m reloading /) == log_count($p, qr/#m reload done/) }, T(5)),
+      'a: no reload left in progress';
+    my $runs = log_count($p, qr/#m reload done/);
+    ok $runs >= 1 && $runs <= 10, "a: 10 HUPs ran $runs reloads (the ones that came during a "
+      . 'reload were folded into one more)';
+    is log_count($p, qr/reload aborted|reload refused/), 0, 'a: none aborted or refused';
+    ok !gone($m), 'a: the master lives';
+    load_check('a: 10 HUPs in a row', $load);
+
+    # c: logrotate, then a USR1 storm; the workers must not die of it.
+    $load = load_start($port);
+    my @before = sort { $a <=> $b } workers_of($m);
+    my ($el, $al) = ($p->error_log, $p->dir . '/access.log');
+    rename $el, "$el.1" or die;
+    rename $al, "$al.1" or die;
+    kill 'USR1', $m for 1 .. 20;
+    ok wait_for(sub { slurp($el) =~ /logs reopened/ }, T(3)), 'c: the master writes a new error log';
+    sleep 0.3;
+    is_deeply [sort { $a <=> $b } workers_of($m)], \@before, 'c: 20 USR1: the same workers run';
+    is http_get($port, '/after-rotation', timeout => T(5))->status, 200, 'c: serving';
+    ok wait_for(sub { slurp($al) =~ m{/after-rotation} }, T(3)), 'c: the new access log is written';
+    # USR1 while a reload forks its workers: a worker that does not read
+    # its signalfd yet must not take USR1 for a kill. HUP and USR1 pending
+    # together (the master stopped) are read in that order, in one turn:
+    # USR1 reaches workers forked microseconds before.
+    for my $round (1 .. 3) {
+        set_conf($p, ver => "v1$round");
+        kill 'STOP', $m;
+        kill 'HUP', $m;
+        kill 'USR1', $m;
+        kill 'CONT', $m;
+        kill 'USR1', $m for 1 .. 19;
+        sleep 0.05;
+    }
+    settle($p, $m, 2, 'v13');
+    is log_count($p, qr/killed by signal|exited with status [1-9]/), 0,
+      'c: USR1 during reloads killed no worker'
+      or diag join "\n", grep { /killed by signal|exited with status/ } $p->error_lines;
+    load_check('c: USR1 storms', $load);
+
+    # b: HUPs 10-50 ms apart (the generation before still drains), each
+    # with another worker count; then HUPs while the new workers of the
+    # reload before are still starting: the master is frozen (SIGSTOP) as
+    # soon as it forked one, so that the second HUP must wait for the first
+    # reload (a round where the reload was over already is done again).
+    $load = load_start($port);
+    my ($v, $n) = (20, 2);
+    for my $i (0 .. 5) {
+        $n = (3, 1, 2)[ $i % 3 ];
+        set_conf($p, workers => $n, ver => 'v' . ++$v);
+        kill 'HUP', $m;
+        sleep 0.01 + rand(0.04);
+    }
+    my ($rounds, $tries) = (0, 0);
+    for my $pair ([3, 1], [2, 3], [1, 2]) {
+        while ($tries++ < 20) {
+            my %old = map { $_ => 1 } kids($m);
+            my $busy = log_count($p, qr/#m reload already in progress: another one follows it/);
+            my $hups = log_count($p, qr/#m signal 1 \(SIGHUP\)/);
+            set_conf($p, workers => $pair->[0], ver => 'v' . ++$v);
+            kill 'HUP', $m;
+            my $until = time + T(2);
+            1 until grep({ !$old{$_} } proc_children($m)) || time > $until;
+            kill 'STOP', $m;
+            $n = $pair->[1];
+            set_conf($p, workers => $n, ver => 'v' . ++$v);
+            kill 'HUP', $m;
+            kill 'CONT', $m;
+            wait_for(sub { log_count($p, qr/#m signal 1 \(SIGHUP\)/) >= $hups + 2 }, T(3));
+            settle($p, $m, $n, "v$v", quiet => 1);
+            if (log_count($p, qr/#m reload already in progress: another one follows it/) > $busy) {
+                $rounds++;
+                last;
+            }
+        }
+    }
+    is $rounds, 3, "b: 3 times a HUP came while the reload before started its workers, and "
+      . "waited for it ($tries tries)";
+    settle($p, $m, $n, "v$v");
+    ok wait_for(sub { log_count($p, qr/#m reloading /) == log_count($p, qr/#m reload done/) }, T(5)),
+      'b: no reload left in progress';
+    is log_count($p, qr/reload aborted|reload refused/), 0, 'b: none aborted or refused';
+    ok !gone($m), 'b: the master lives';
+    sleep 0.3;
+    load_check('b: HUPs while workers start, workers 3 -> 1 -> 2 -> 3 ...', $load);
+
+    $p->finish;
+    all_gone($p, 'a, b, c', logs_checked => 1);
+}
+
+diag sprintf 'signal storms: %.1f s', time - $t_start;
+done_testing;
