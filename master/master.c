@@ -296,6 +296,7 @@ static int inherit(struct master *m)
     unsetenv(INHERIT_ENV); /* our workers and a later upgrade must not see it */
     if (!copy) return -1;
     m->inherited = true;
+    m->old_master = getppid();
     int rc = 0;
     for (char *item = strtok_r(copy, ";", &save); item && rc == 0;
          item = strtok_r(NULL, ";", &save)) {
@@ -645,6 +646,15 @@ static void upgrade_start(struct master *m)
     }
     if (m->upgrade_pid) {
         log_warn("binary upgrade refused: new master pid %d is still running", (int)m->upgrade_pid);
+        return;
+    }
+    /* A third master would rename our pid file over the old master's
+     * PID_FILE.oldbin, leaving that one named nowhere and its rollback
+     * broken. Once the old master exits we are reparented and may go on. */
+    if (m->inherited && getppid() == m->old_master) {
+        log_warn("binary upgrade refused: the old master pid %d still runs; QUIT it (commit) or "
+                 "QUIT this one (rollback) first",
+                 (int)m->old_master);
         return;
     }
     if (!m->exe) {

@@ -65,6 +65,7 @@ struct master {
     bool oldbin;       /* our pid file was renamed to PID_FILE.oldbin */
     bool winched;      /* WINCH: our workers drained, none respawned until HUP */
     bool inherited;    /* we are the new master: sockets and shm came from the old one */
+    pid_t old_master;  /* inherited: the old master (our parent while it lives) */
     bool notified_ready;
     struct listen_set listens;
     struct shm shm;

@@ -1,10 +1,11 @@
 # Signals at odd times, under continuous load (keep-alive clients and a new
 # connection per request, plus wrk when it is installed): a storm of HUPs,
 # a HUP while the previous reload's workers still start (with a different
-# worker count each time), a storm of USR1 (also while workers start).
-# Each asserts no failed and no non-2xx request, the master lives, the
-# worker count the configuration says, no process left after the end, and
-# no unexpected [error] line.
+# worker count each time), a storm of USR1 (also while workers start), USR2
+# twice (and to the new master while the old one lives). Each asserts no
+# failed and no non-2xx request, the masters that must live do, the worker
+# count the configuration says, every pid file where README says it is, no
+# process left after the end, and no unexpected [error] line.
 use strict;
 use warnings;
 use FindBin;
@@ -271,6 +272,60 @@ sub all_gone {
 
     $p->finish;
     all_gone($p, 'a, b, c', logs_checked => 1);
+}
+
+# d) USR2 twice: one new master; USR2 to the new master while the old one
+# lives is refused too. WINCH and QUIT the old one; HUP the new one.
+{
+    my $p = Portico->start(conf(), upstreams => { app => $up });
+    my $m1 = $p->pid;
+    $is_master{$m1} = 1;
+    my $port = $p->port;
+    my $pidf = $p->pid_file;
+
+    my $load = load_start($port, wrk => 1);
+    my @w1 = workers_of($m1);
+    kill 'USR2', $m1;
+    sleep 0.03;
+    kill 'USR2', $m1;
+    my $m2;
+    ok wait_for(sub { $m2 = read_pid($pidf); $m2 && $m2 != $m1 }, T(5)), 'd: a new master wrote the pid file';
+    $is_master{$m2} = 1;
+    ok wait_for(sub { log_count($p, qr/ $m2#m all 2 workers ready/) }, T(5)), "d: new master $m2 runs its workers";
+    my @extra = grep { my $k = $_; !grep { $_ == $k } @w1 } kids($m1);
+    is_deeply \@extra, [$m2], 'd: exactly one new master' or diag "children of $m1: @{[ kids($m1) ]}";
+    my $refused = log_count($p, qr/ $m1#m binary upgrade refused: new master pid $m2 is still running/);
+    my $received = log_count($p, qr/ $m1#m signal 12 \(SIGUSR2\)/);
+    ok $received == 2 ? $refused == 1 : $refused == 0,
+      "d: the second USR2 was refused ($refused) or merged with the first by the kernel ($received received)";
+    is read_pid("$pidf.oldbin"), $m1, 'd: .oldbin names the old master';
+
+    # USR2 to the new master while the old one lives: a third master would
+    # take PID_FILE.oldbin from the old one (nginx refuses it too).
+    kill 'USR2', $m2;
+    ok wait_for(sub { log_count($p, qr/ $m2#m binary upgrade refused: the old master pid $m1 still runs/) }, T(3)),
+      'd: USR2 to the new master while the old one runs is refused';
+    sleep 0.2;
+    is_deeply [grep { $is_master{$_} } kids($m2)], [], 'd: no third master';
+    is read_pid($pidf), $m2, 'd: the pid file still names the new master';
+    is read_pid("$pidf.oldbin"), $m1, 'd: .oldbin still names the old master';
+
+    kill 'WINCH', $m1;
+    ok wait_for(sub { !workers_of($m1) }, T(8)), 'd: WINCH drained the old workers';
+    kill 'QUIT', $m1;
+    ok wait_for(sub { !$p->alive }, T(8)), 'd: QUIT: the old master exits';
+    is(($p->{exit_status} // -1) >> 8, 0, 'd: with status 0');
+    ok !-e "$pidf.oldbin", 'd: .oldbin removed';
+    is read_pid($pidf), $m2, 'd: the pid file names the new master';
+    set_conf($p, ver => 'v30');
+    kill 'HUP', $m2;
+    settle($p, $m2, 2, 'v30');
+    load_check('d: USR2 twice, USR2 to the new master, WINCH, QUIT, HUP', $load);
+
+    kill 'TERM', $m2;
+    ok wait_for(sub { gone($m2) }, T(5)), 'TERM stops the remaining master';
+    ok !-e $pidf, 'its pid file is removed';
+    all_gone($p, 'd');
 }
 
 diag sprintf 'signal storms: %.1f s', time - $t_start;
