@@ -563,11 +563,16 @@ static void reload_commit(struct master *m)
     notify("READY=1");
 }
 
-static void reload_abort(struct master *m)
+/* WHY is NULL when the new workers missed RELOAD_READY_MS, an error; else
+ * what dropped the reload on purpose (a stop, WINCH), which is no error. */
+static void reload_abort(struct master *m, const char *why)
 {
-    log_error("reload aborted: the new workers were not all ready within %d ms; "
-              "still running the old configuration",
-              RELOAD_READY_MS);
+    if (why)
+        log_notice("reload dropped: %s", why);
+    else
+        log_error("reload aborted: the new workers were not all ready within %d ms; "
+                  "still running the old configuration",
+                  RELOAD_READY_MS);
     spawn_abort_generation(m, m->generation);
     config_free(m->cfg);
     m->cfg = m->old_cfg;
@@ -609,7 +614,7 @@ static int reload_tick(struct master *m, int64_t now)
         return -1;
     }
     if (m->state != MASTER_RUNNING) {
-        reload_abort(m);
+        reload_abort(m, "shutting down");
         return -1;
     }
     if (spawn_generation_ready(m)) {
@@ -617,7 +622,7 @@ static int reload_tick(struct master *m, int64_t now)
         return m->reload_again ? 0 : -1;
     }
     if (now >= m->reload_deadline) {
-        reload_abort(m);
+        reload_abort(m, NULL);
         return -1;
     }
     return (int)(m->reload_deadline - now);
@@ -691,7 +696,7 @@ static void upgrade_winch(struct master *m)
         log_warn("WINCH ignored: no binary upgrade in progress");
         return;
     }
-    if (m->reloading) reload_abort(m);
+    if (m->reloading) reload_abort(m, "WINCH");
     log_notice("binary upgrade: draining our workers; HUP rolls back, QUIT commits");
     m->winched = true;
     for (unsigned i = 0; i < SHM_MAX_SLOTS; i++)

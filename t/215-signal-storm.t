@@ -2,10 +2,12 @@
 # connection per request, plus wrk when it is installed): a storm of HUPs,
 # a HUP while the previous reload's workers still start (with a different
 # worker count each time), a storm of USR1 (also while workers start), USR2
-# twice (and to the new master while the old one lives). Each asserts no
-# failed and no non-2xx request, the masters that must live do, the worker
-# count the configuration says, every pid file where README says it is, no
-# process left after the end, and no unexpected [error] line.
+# twice (and to the new master while the old one lives), HUP to the old
+# master during an upgrade (and HUP then WINCH at once), QUIT right after a
+# HUP, and TERM to the new master of an upgrade. Each asserts no failed and
+# no non-2xx request, the masters that must live do, the worker count the
+# configuration says, every pid file where README says it is, no process
+# left after the end, and no unexpected [error] line.
 use strict;
 use warnings;
 use FindBin;
@@ -276,6 +278,11 @@ sub all_gone {
 
 # d) USR2 twice: one new master; USR2 to the new master while the old one
 # lives is refused too. WINCH and QUIT the old one; HUP the new one.
+# e) HUP to the old master during the next upgrade: a reload of its own
+# workers; then HUP and WINCH at once; then WINCH, HUP (rollback), QUIT the
+# new master: the pid file goes back to the old one.
+# g) TERM to the new master of an upgrade before WINCH: the old master's
+# workers never stopped and serve on; its pid file comes back.
 {
     my $p = Portico->start(conf(), upstreams => { app => $up });
     my $m1 = $p->pid;
@@ -322,10 +329,118 @@ sub all_gone {
     settle($p, $m2, 2, 'v30');
     load_check('d: USR2 twice, USR2 to the new master, WINCH, QUIT, HUP', $load);
 
+    # e: HUP to the old master (m2) while m3 runs beside it.
+    $load = load_start($port);
+    my $m3 = upgrade($p, $m2, 2);
+    ok $m3, "e: upgrade to master $m3";
+    set_conf($p, ver => 'v31');
+    my $done = log_count($p, qr/ $m2#m reload done/);
+    kill 'HUP', $m2;
+    ok wait_for(sub { log_count($p, qr/ $m2#m reload done/) > $done }, T(5)),
+      'e: HUP to the old master before WINCH reloads its own workers';
+    ok wait_for(sub { workers_of($m2) == 2 && workers_of($m3) == 2 }, T(8)),
+      'e: both masters run 2 workers';
+    ok wait_for(sub { versions($port, 10) =~ /^(v30 )?v31$/ }, T(5)),
+      "e: the old master's workers answer v31 (the new master's v30)";
+    # HUP and WINCH at once (both pending while the master is stopped): the
+    # kernel hands them over in signal order, so the reload starts and
+    # WINCH drops it before its workers are ready.
+    set_conf($p, ver => 'v32');
+    kill 'STOP', $m2;
+    kill 'HUP', $m2;
+    kill 'WINCH', $m2;
+    kill 'CONT', $m2;
+    ok wait_for(sub { log_count($p, qr/ $m2#m reload dropped: WINCH/) }, T(3)),
+      'e: HUP + WINCH: WINCH drops the reload (a notice, no error)';
+    ok wait_for(sub { !workers_of($m2) }, T(8)), 'e: HUP + WINCH: the old master has no worker left';
+    ok wait_for(sub { workers_of($m3) == 2 }, T(3)), 'e: the new master still runs 2';
+    is read_pid($pidf), $m3, 'e: the pid file names the new master';
+    is read_pid("$pidf.oldbin"), $m2, 'e: .oldbin the old one';
+    kill 'HUP', $m2;
+    ok wait_for(sub { workers_of($m2) == 2 }, T(5)), 'e: HUP after WINCH: the old workers are back';
+    # Roll back for good: QUIT the new master.
+    kill 'QUIT', $m3;
+    ok wait_for(sub { gone($m3) }, T(8)), 'e: QUIT: the new master exits';
+    ok wait_for(sub { read_pid($pidf) == $m2 && !-e "$pidf.oldbin" }, T(5)),
+      'e: the pid file names the old master again, no .oldbin';
+    # The rollback starts workers on the configuration in force: the one of
+    # the last reload that completed (v31), not the file.
+    settle($p, $m2, 2, 'v31');
+    load_check('e: HUP to the old master during an upgrade, HUP + WINCH, rollbacks', $load);
+
+    # g: TERM to the new master before WINCH.
+    $load = load_start($port);
+    my $m4 = upgrade($p, $m2, 2);
+    ok $m4, "g: upgrade to master $m4";
+    sleep 0.3;
+    my @w4 = workers_of($m4);
+    my @w2 = sort { $a <=> $b } workers_of($m2);
+    my $restarts = log_count($p, qr/ $m2#m binary upgrade: .*starting our workers again/);
+    my $t_term = time;
+    kill 'TERM', $m4;
+    ok wait_for(sub { gone($m4) }, T(5)), 'g: TERM: the new master exits';
+    ok wait_for(sub { !grep { !gone($_) } @w4 }, T(3)), 'g: and its workers';
+    my $t_gone = time;
+    ok wait_for(sub { read_pid($pidf) == $m2 && !-e "$pidf.oldbin" }, T(5)),
+      'g: the old master takes its pid file back, no .oldbin';
+    is log_count($p, qr/ $m2#m binary upgrade: .*starting our workers again/), $restarts,
+      'g: the old master did not restart workers it never stopped';
+    is_deeply [sort { $a <=> $b } workers_of($m2)], \@w2, 'g: the old master runs the same 2 workers';
+    is http_get($port, '/after-term', timeout => T(5))->status, 200, 'g: serving';
+    # A fast stop terminates the new master's workers: a request in flight
+    # or the next one on a kept-alive connection of theirs fails, at most one
+    # per client (each has one connection); none after they are gone.
+    my @err = load_check('g: TERM to the new master before WINCH', $load, 4);
+    diag "g: $_" for @err;
+    my @late = grep { /^client \d+: (\d+\.\d+)/ && $1 > $t_gone + 0.2 } @err;
+    is_deeply \@late, [], 'g: no failure once the new master is gone';
+
+    # QUIT to the new master before WINCH, instead: nothing is lost.
+    $load = load_start($port);
+    my $m5 = upgrade($p, $m2, 2);
+    ok $m5, "g: upgrade to master $m5";
+    sleep 0.3;
+    kill 'QUIT', $m5;
+    ok wait_for(sub { gone($m5) }, T(5)), 'g: QUIT: the new master exits';
+    ok wait_for(sub { read_pid($pidf) == $m2 && !-e "$pidf.oldbin" }, T(5)),
+      'g: the old master takes its pid file back';
+    is scalar(workers_of($m2)), 2, 'g: and runs its 2 workers';
+    load_check('g: QUIT to the new master before WINCH', $load);
+
     kill 'TERM', $m2;
     ok wait_for(sub { gone($m2) }, T(5)), 'TERM stops the remaining master';
     ok !-e $pidf, 'its pid file is removed';
-    all_gone($p, 'd');
+    all_gone($p, 'd, e, g');
+}
+
+# f) QUIT right after HUP, with a request in flight: the reload is dropped,
+# every worker drains, the master exits within shutdown_timeout.
+{
+    my $p = Portico->start(conf(), upstreams => { app => $up });
+    my $m = $p->pid;
+    my $port = $p->port;
+    my $load = load_start($port, until_refused => 1);
+    my $slow = Portico::Client->new($port);
+    $slow->send(Portico::build_request('GET', '/slow', headers => ['X-Up-Delay: 1']));
+    sleep 0.2;
+    set_conf($p, workers => 3, ver => 'v40');
+    my $t0 = time;
+    kill 'STOP', $m;    # both pending: HUP is read first, then QUIT
+    kill 'HUP', $m;
+    kill 'QUIT', $m;
+    kill 'CONT', $m;
+    my $s = $slow->read_final(timeout => T(5));
+    is $s->status, 200, 'f: the request in flight finishes';
+    $slow->close;
+    ok wait_for(sub { !$p->alive }, T(5)), 'f: the master exits';
+    my $dt = time - $t0;
+    cmp_ok $dt, '<', 2 + T(1.5), sprintf 'f: within shutdown_timeout (2 s) and a second: %.1f s', $dt;
+    is(($p->{exit_status} // -1) >> 8, 0, 'f: with status 0');
+    is log_count($p, qr/#m reload dropped: shutting down/), 1, 'f: the reload was dropped (a notice)';
+    ok !-e $p->pid_file, 'f: the pid file is removed';
+    ok !Portico::Client->new($port), 'f: nothing listens afterwards';
+    load_check('f: HUP then QUIT', $load);
+    all_gone($p, 'f');
 }
 
 diag sprintf 'signal storms: %.1f s', time - $t_start;
