@@ -564,7 +564,8 @@ static void reload_commit(struct master *m)
 }
 
 /* WHY is NULL when the new workers missed RELOAD_READY_MS, an error; else
- * what dropped the reload on purpose (a stop, WINCH), which is no error. */
+ * what dropped the reload on purpose (a stop, WINCH), which is no error.
+ * The new workers drain like an old generation (spawn_abort_generation). */
 static void reload_abort(struct master *m, const char *why)
 {
     if (why)
@@ -573,7 +574,7 @@ static void reload_abort(struct master *m, const char *why)
         log_error("reload aborted: the new workers were not all ready within %d ms; "
                   "still running the old configuration",
                   RELOAD_READY_MS);
-    spawn_abort_generation(m, m->generation);
+    spawn_abort_generation(m, m->generation, !why);
     config_free(m->cfg);
     m->cfg = m->old_cfg;
     m->tickets_at = 0; /* the old periods again */

@@ -297,15 +297,19 @@ void spawn_fill_missing(struct master *m)
     }
 }
 
-void spawn_abort_generation(struct master *m, unsigned gen)
+void spawn_abort_generation(struct master *m, unsigned gen, bool hung)
 {
     static const char msg = WORKER_MSG_QUIT;
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct worker_proc *p = &m->procs[i];
         if (p->generation != gen || p->draining) continue;
         p->draining = true;
-        /* A ready worker may hold connections already: let it drain. */
-        if (!p->ready || p->channel < 0 || send(p->channel, &msg, 1, MSG_NOSIGNAL) != 1)
+        /* A worker accepts from the moment it writes READY, which may wait
+         * unread in the channel (WINCH in the turn that forked it): read it
+         * first. Any worker that may hold connections drains; only one
+         * stuck before READY past the deadline is killed. */
+        if (!p->ready && p->channel >= 0) spawn_channel_event(m, p->channel);
+        if ((hung && !p->ready) || p->channel < 0 || send(p->channel, &msg, 1, MSG_NOSIGNAL) != 1)
             kill(p->pid, SIGKILL);
     }
 }

@@ -28,9 +28,10 @@ unsigned spawn_generation(struct master *m, unsigned gen);
  * flight work and exit. A worker whose channel is gone gets SIGTERM. */
 void spawn_drain(struct master *m, unsigned gen);
 
-/* Abort generation GEN (a reload whose workers did not all get ready): the
- * ready ones drain, the others get SIGKILL. None of them is replaced. */
-void spawn_abort_generation(struct master *m, unsigned gen);
+/* Abort generation GEN (a reload dropped before every new worker was
+ * ready): its workers drain like an old generation; with HUNG (the ready
+ * deadline passed), those still not ready get SIGKILL. None is replaced. */
+void spawn_abort_generation(struct master *m, unsigned gen, bool hung);
 
 /* True when every slot of m->cfg has a ready, live worker of m->generation. */
 bool spawn_generation_ready(const struct master *m);

@@ -3,11 +3,11 @@
 # a HUP while the previous reload's workers still start (with a different
 # worker count each time), a storm of USR1 (also while workers start), USR2
 # twice (and to the new master while the old one lives), HUP to the old
-# master during an upgrade (and HUP then WINCH at once), QUIT right after a
-# HUP, and TERM to the new master of an upgrade. Each asserts no failed and
-# no non-2xx request, the masters that must live do, the worker count the
-# configuration says, every pid file where README says it is, no process
-# left after the end, and no unexpected [error] line.
+# master during an upgrade (and HUP, then WINCH, while the reload's workers
+# start), QUIT right after a HUP, and TERM to the new master of an upgrade.
+# Each asserts no failed and no non-2xx request, the masters that must live
+# do, the worker count the configuration says, every pid file where README
+# says it is, no process left after the end, and no unexpected [error] line.
 use strict;
 use warnings;
 use FindBin;
@@ -279,8 +279,9 @@ sub all_gone {
 # d) USR2 twice: one new master; USR2 to the new master while the old one
 # lives is refused too. WINCH and QUIT the old one; HUP the new one.
 # e) HUP to the old master during the next upgrade: a reload of its own
-# workers; then HUP and WINCH at once; then WINCH, HUP (rollback), QUIT the
-# new master: the pid file goes back to the old one.
+# workers; then HUP and WINCH at once; HUP (rollback); WINCH while a
+# reload's new workers already accept; QUIT the new master: the pid file
+# goes back to the old one.
 # g) TERM to the new master of an upgrade before WINCH: the old master's
 # workers never stopped and serve on; its pid file comes back.
 {
@@ -358,6 +359,34 @@ sub all_gone {
     is read_pid("$pidf.oldbin"), $m2, 'e: .oldbin the old one';
     kill 'HUP', $m2;
     ok wait_for(sub { workers_of($m2) == 2 }, T(5)), 'e: HUP after WINCH: the old workers are back';
+    # WINCH once the new workers of a reload accept, before the master read
+    # their READY: the master is frozen right after it forked them, WINCH
+    # comes, the workers get 0.2 s of traffic, then the master goes on and
+    # reads WINCH in the same turn. They must drain, not be killed.
+    # (A round where the master had gone back to epoll_wait reads the READYs
+    # first and commits the reload: it is done again, up to 8 times.)
+    set_conf($p, ver => 'v31');
+    my $kills = log_count($p, qr/ $m2#m worker .*killed by signal/);
+    my $dropped = log_count($p, qr/ $m2#m reload dropped: WINCH/);
+    my $rounds = 0;
+    while ($rounds++ < 8 && log_count($p, qr/ $m2#m reload dropped: WINCH/) < $dropped + 2) {
+        my %old = map { $_ => 1 } kids($m2);
+        kill 'HUP', $m2;
+        my $until = time + T(2);
+        1 until grep({ !$old{$_} } proc_children($m2)) || time > $until;
+        kill 'STOP', $m2;
+        kill 'WINCH', $m2;
+        sleep 0.2;
+        kill 'CONT', $m2;
+        wait_for(sub { !workers_of($m2) }, T(8));
+        kill 'HUP', $m2;
+        wait_for(sub { workers_of($m2) == 2 }, T(5));
+    }
+    is log_count($p, qr/ $m2#m reload dropped: WINCH/), $dropped + 2,
+      "e: twice WINCH dropped a reload whose workers were accepting ($rounds rounds)";
+    is log_count($p, qr/ $m2#m worker .*killed by signal/), $kills,
+      'e: their workers drained, none was killed';
+    is scalar(workers_of($m2)), 2, 'e: rolled back again: the old master runs 2 workers';
     # Roll back for good: QUIT the new master.
     kill 'QUIT', $m3;
     ok wait_for(sub { gone($m3) }, T(8)), 'e: QUIT: the new master exits';
