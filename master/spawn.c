@@ -415,6 +415,11 @@ static int64_t heartbeat_check(struct master *m, int64_t now)
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct worker_proc *p = &m->procs[i];
         if (!p->ready || p->hung || p->channel < 0) continue;
+        /* The master may have been the slow one (a fork or a configuration
+         * read that took seconds inside this turn): the beats sent meanwhile
+         * wait unread in the channel. Read them before judging. */
+        if (p->last_beat + SPAWN_HEARTBEAT_TIMEOUT_MS <= now) spawn_channel_event(m, p->channel);
+        if (p->channel < 0) continue; /* EOF: it is exiting, SIGCHLD follows */
         int64_t left = p->last_beat + SPAWN_HEARTBEAT_TIMEOUT_MS - now;
         if (left > 0) {
             next = earliest(next, left);

@@ -4,10 +4,11 @@
 # worker count each time), a storm of USR1 (also while workers start), USR2
 # twice (and to the new master while the old one lives), HUP to the old
 # master during an upgrade (and HUP, then WINCH, while the reload's workers
-# start), QUIT right after a HUP, and TERM to the new master of an upgrade.
-# Each asserts no failed and no non-2xx request, the masters that must live
-# do, the worker count the configuration says, every pid file where README
-# says it is, no process left after the end, and no unexpected [error] line.
+# start), QUIT right after a HUP, TERM to the new master of an upgrade, and
+# a master that stalls for 2.5 s inside a reload. Each asserts no failed and
+# no non-2xx request, the masters that must live do, the worker count the
+# configuration says, every pid file where README says it is, no process
+# left after the end, and no unexpected [error] line.
 use strict;
 use warnings;
 use FindBin;
@@ -173,6 +174,7 @@ sub all_gone {
 # c) 20 USR1 after logrotate renamed the logs, then 20 more during a reload.
 # b) HUP while the new workers of the previous reload start, workers 2 -> 3
 # -> 1 and so on.
+# h) a master stalled for 2.5 s inside a reload does not kill its workers.
 {
     my $p = Portico->start(conf(), upstreams => { app => $up });
     my $m = $p->pid;
@@ -272,8 +274,29 @@ sub all_gone {
     sleep 0.3;
     load_check('b: HUPs while workers start, workers 3 -> 1 -> 2 -> 3 ...', $load);
 
+    # h: a master slow inside one turn of its loop (here its configuration
+    # is a FIFO that gives the text only after 2.5 s; a slow fork or disk
+    # does the same) has the workers' heartbeats of that time unread: it must
+    # not take them for hung and kill them with their connections.
+    $load = load_start($port);
+    my $cf = $p->config_file;
+    my $text = $p->_inject_main($p->expand(conf(ver => 'v50')));
+    POSIX::mkfifo("$cf.fifo", 0600) or die "mkfifo: $!";
+    rename "$cf.fifo", $cf or die "rename: $!";
+    kill 'HUP', $m;
+    sleep 2.5;
+    open my $fifo, '>', $cf or die "open fifo: $!";    # the master waits in open()
+    print $fifo $text;
+    close $fifo;
+    set_conf($p, ver => 'v50');
+    settle($p, $m, 2, 'v50');
+    is log_count($p, qr/no heartbeat/), 0, 'h: a master stalled for 2.5 s killed no worker'
+      or diag join "\n", grep { /heartbeat|killed/ } $p->error_lines;
+    sleep 0.3;
+    load_check('h: a master stalled in a reload for 2.5 s', $load);
+
     $p->finish;
-    all_gone($p, 'a, b, c', logs_checked => 1);
+    all_gone($p, 'a, b, c, h', logs_checked => 1);
 }
 
 # d) USR2 twice: one new master; USR2 to the new master while the old one
