@@ -59,6 +59,10 @@ send_timeout = 3s
 
 [upstream app]
 server = 127.0.0.1:$up_port
+# Like the client side: a connection held back by the upstream (its send or
+# read side, 60 s by default) must not outlive the wait below.
+send_timeout = 5s
+read_timeout = 5s
 
 [route all]
 upstream = app
