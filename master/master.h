@@ -7,6 +7,7 @@
 
 #include "common/shm.h"
 #include "master/listen.h"
+#include "master/procstat.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -28,6 +29,8 @@ struct worker_proc {
     bool ready;          /* sent WORKER_MSG_READY */
     bool draining;       /* told to QUIT (reload, graceful stop) */
     bool warned_slow;    /* "not ready yet" already logged */
+    /* While silent past the timeout: hung, or waiting for a CPU? */
+    struct procstat_watch watch;
 };
 
 /* Respawn bookkeeping per slot, so a crash loop backs off instead of
@@ -79,6 +82,9 @@ struct master {
     struct worker_proc *procs; /* malloc'd, nprocs used of cap */
     unsigned nprocs, cap;
     struct slot_state slots[SHM_MAX_SLOTS];
+    int64_t beat_checked; /* monotonic ms of heartbeat_check's last run */
+    int64_t beat_due;     /* when it meant to run next at the latest, 0 none */
+    int64_t beat_cpu_ms;  /* the master's CPU time at its last run */
 
     enum master_state state;
     int64_t deadline; /* QUITTING/STOPPING: SIGKILL stragglers at this time */

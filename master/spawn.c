@@ -8,16 +8,19 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "master/master.h"
+#include "master/procstat.h"
 #include "worker/worker.h"
 
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct worker_proc *find_pid(struct master *m, pid_t pid)
@@ -407,10 +410,44 @@ static int64_t ready_check(struct master *m, int64_t now)
     return next;
 }
 
+/* The master itself did not run when it meant to (the host was paused,
+ * or it got no CPU): the workers could not run either, so their silence
+ * since the master's last turn proves nothing, and is not counted. CPU
+ * time that the master spent itself (a slow reload) is no pause. */
+static void stall_check(struct master *m, int64_t now)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    int64_t cpu = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t busy = cpu - m->beat_cpu_ms;
+    m->beat_cpu_ms = cpu;
+    if (!m->beat_due || now - m->beat_due - busy <= SPAWN_STALL_MS) return;
+    int64_t gap = now - m->beat_checked - busy;
+    log_warn("the master did not run for %lld ms (host paused or overloaded); heartbeat "
+             "deadlines moved",
+             (long long)gap);
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct worker_proc *p = &m->procs[i];
+        p->last_beat = p->last_beat + gap < now ? p->last_beat + gap : now;
+        p->watch.at = 0; /* a CPU sample across the pause says nothing */
+    }
+}
+
+static void kill_hung(struct worker_proc *p, int64_t silent, const char *why)
+{
+    log_error("worker %u (pid %d) sent no heartbeat for %lld ms, killing it%s", p->slot,
+              (int)p->pid, (long long)silent, why);
+    p->hung = true;
+    kill(p->pid, SIGKILL);
+}
+
 /* A worker whose loop stops turning (a livelock, a stuck syscall, SIGSTOP)
- * sends no heartbeat; it is killed and, like any dead worker, replaced. */
+ * sends no heartbeat; it is killed and, like any dead worker, replaced. One
+ * that is runnable but gets no CPU is left alone (up to
+ * SPAWN_STARVED_MAX_MS): it is overloaded or throttled, not hung. */
 static int64_t heartbeat_check(struct master *m, int64_t now)
 {
+    stall_check(m, now);
     int64_t next = -1;
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct worker_proc *p = &m->procs[i];
@@ -420,16 +457,56 @@ static int64_t heartbeat_check(struct master *m, int64_t now)
          * wait unread in the channel. Read them before judging. */
         if (p->last_beat + SPAWN_HEARTBEAT_TIMEOUT_MS <= now) spawn_channel_event(m, p->channel);
         if (p->channel < 0) continue; /* EOF: it is exiting, SIGCHLD follows */
-        int64_t left = p->last_beat + SPAWN_HEARTBEAT_TIMEOUT_MS - now;
+        int64_t silent = now - p->last_beat;
+        int64_t left = SPAWN_HEARTBEAT_TIMEOUT_MS - silent;
         if (left > 0) {
+            if (p->watch.since)
+                log_notice("worker %u (pid %d) runs again after %lld ms without a heartbeat",
+                           p->slot, (int)p->pid, (long long)(p->last_beat - p->watch.since));
+            p->watch = (struct procstat_watch){0};
             next = earliest(next, left);
             continue;
         }
-        log_error("worker %u (pid %d) sent no heartbeat for %lld ms, killing it", p->slot,
-                  (int)p->pid, (long long)(now - p->last_beat));
-        p->hung = true;
-        kill(p->pid, SIGKILL);
+        if (silent >= SPAWN_STARVED_MAX_MS) {
+            kill_hung(p, silent, p->watch.since ? " (still waiting for a CPU)" : "");
+            continue;
+        }
+        struct procstat st;
+        bool have = procstat_read(p->pid, &st) == 0;
+        int64_t wait = 0, cpu = 0, wall = 0;
+        char why[96];
+        switch (procstat_judge(&p->watch, have ? &st : NULL, now, &wait, &cpu, &wall)) {
+        case PROCSTAT_STARVED:
+            if (!p->watch.since) {
+                p->watch.since = p->last_beat;
+                log_warn("worker %u (pid %d) sent no heartbeat for %lld ms but is waiting for a "
+                         "CPU (used %lld ms of CPU in the last %lld ms): not killed",
+                         p->slot, (int)p->pid, (long long)silent, (long long)cpu, (long long)wall);
+            }
+            next = earliest(next, wait);
+            break;
+        case PROCSTAT_WAIT:
+            next = earliest(next, wait);
+            break;
+        case PROCSTAT_BUSY:
+            snprintf(why, sizeof why, " (busy: %lld ms of CPU in the last %lld ms)", (long long)cpu,
+                     (long long)wall);
+            kill_hung(p, silent, why);
+            break;
+        case PROCSTAT_STOPPED:
+            kill_hung(p, silent, " (stopped)");
+            break;
+        case PROCSTAT_HUNG:
+            if (have)
+                snprintf(why, sizeof why, " (state %c)", st.state);
+            else
+                snprintf(why, sizeof why, " (no /proc/%d/stat)", (int)p->pid);
+            kill_hung(p, silent, why);
+            break;
+        }
     }
+    m->beat_checked = now;
+    m->beat_due = next < 0 ? 0 : now + next;
     return next;
 }
 

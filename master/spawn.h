@@ -12,7 +12,9 @@ struct worker_proc;
 #define SPAWN_QUICK_MS 1000             /* a death this soon after start counts as "quick" */
 #define SPAWN_BACKOFF_MAX_MS 5000       /* longest pause between two quick respawns */
 #define SPAWN_READY_WARN_MS 5000        /* a worker not READY by then is reported once */
-#define SPAWN_HEARTBEAT_TIMEOUT_MS 2000 /* a worker silent this long is killed */
+#define SPAWN_HEARTBEAT_TIMEOUT_MS 2000 /* a worker silent this long is killed... */
+#define SPAWN_STARVED_MAX_MS 30000      /* ...unless waiting for a CPU, up to this long */
+#define SPAWN_STALL_MS 1000             /* the master this late was paused: so were the workers */
 #define SPAWN_ALL_GENERATIONS (~0u)
 
 /* Fork one worker for SLOT of generation GEN running m->cfg, and register
@@ -54,7 +56,9 @@ void spawn_reap(struct master *m);
 void spawn_channel_event(struct master *m, int fd);
 
 /* Fork the replacements whose time has come, report workers slow to get
- * ready, SIGKILL those whose heartbeat stopped. Returns the milliseconds until the next thing to
+ * ready, SIGKILL those whose heartbeat stopped (stopped, blocked or
+ * spinning: not those runnable but starved of CPU, nor any while the master
+ * itself could not run). Returns the milliseconds until the next thing to
  * do, or -1. */
 int spawn_tick(struct master *m, int64_t now);
 
