@@ -824,6 +824,7 @@ static void loop(struct master *m)
     while (m->state == MASTER_RUNNING || m->nprocs > 0) {
         struct epoll_event ev[32];
         int n = epoll_wait(m->epfd, ev, 32, timeout);
+        m->woke = master_now(); /* late after a pause of the host: spawn_tick */
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait: %s", strerror(errno));
             n = 0;

@@ -82,9 +82,9 @@ struct master {
     struct worker_proc *procs; /* malloc'd, nprocs used of cap */
     unsigned nprocs, cap;
     struct slot_state slots[SHM_MAX_SLOTS];
+    int64_t woke;         /* monotonic ms the loop's last epoll_wait returned */
     int64_t beat_checked; /* monotonic ms of heartbeat_check's last run */
     int64_t beat_due;     /* when it meant to run next at the latest, 0 none */
-    int64_t beat_cpu_ms;  /* the master's CPU time at its last run */
 
     enum master_state state;
     int64_t deadline; /* QUITTING/STOPPING: SIGKILL stragglers at this time */

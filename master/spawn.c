@@ -20,7 +20,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static struct worker_proc *find_pid(struct master *m, pid_t pid)
@@ -410,25 +409,21 @@ static int64_t ready_check(struct master *m, int64_t now)
     return next;
 }
 
-/* The master itself did not run when it meant to (the host was paused,
- * or it got no CPU): the workers could not run either, so their silence
- * since the master's last turn proves nothing, and is not counted. CPU
- * time that the master spent itself (a slow reload) is no pause. */
-static void stall_check(struct master *m, int64_t now)
+/* The master itself woke up late from its wait (the host was paused, or
+ * it got no CPU): the workers could not run either, so their silence since
+ * the master's last turn proves nothing, and is not counted. Time spent
+ * inside a turn (a slow reload) is not such a pause: heartbeat_check reads
+ * the beats sent meanwhile before it judges. */
+static void stall_check(struct master *m)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    int64_t cpu = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    int64_t busy = cpu - m->beat_cpu_ms;
-    m->beat_cpu_ms = cpu;
-    if (!m->beat_due || now - m->beat_due - busy <= SPAWN_STALL_MS) return;
-    int64_t gap = now - m->beat_checked - busy;
+    if (!m->beat_due || m->woke - m->beat_due <= SPAWN_STALL_MS) return;
+    int64_t gap = m->woke - m->beat_checked;
     log_warn("the master did not run for %lld ms (host paused or overloaded); heartbeat "
              "deadlines moved",
              (long long)gap);
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct worker_proc *p = &m->procs[i];
-        p->last_beat = p->last_beat + gap < now ? p->last_beat + gap : now;
+        if (p->last_beat < m->woke) p->last_beat += gap; /* not a beat read since */
         p->watch.at = 0; /* a CPU sample across the pause says nothing */
     }
 }
@@ -447,7 +442,7 @@ static void kill_hung(struct worker_proc *p, int64_t silent, const char *why)
  * SPAWN_STARVED_MAX_MS): it is overloaded or throttled, not hung. */
 static int64_t heartbeat_check(struct master *m, int64_t now)
 {
-    stall_check(m, now);
+    stall_check(m);
     int64_t next = -1;
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct worker_proc *p = &m->procs[i];
